@@ -1,0 +1,124 @@
+//! The validated configuration: typed, defaults applied, every value checked. Each component
+//! receives its own section, never the whole thing.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::GoDuration;
+
+/// Everything kprox needs to start, after defaults and validation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    pub listen: ListenConfig,
+    pub filter: FilterConfig,
+    pub www: WwwConfig,
+    pub kubeconfig: KubeconfigConfig,
+    pub upstream: UpstreamConfig,
+    pub log: LogConfig,
+}
+
+/// Where and how client connections are accepted.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ListenConfig {
+    /// IP address to serve on (kubectl's `--address`). Default `127.0.0.1`.
+    pub address: IpAddr,
+    /// TCP port (kubectl's `-p/--port`); `0` picks a free one. Default `8001`.
+    pub port: u16,
+    /// Serve on this unix socket instead of TCP (kubectl's `-u/--unix-socket`).
+    #[serde(serialize_with = "crate::validate::path_or_empty")]
+    pub unix_socket: Option<PathBuf>,
+    /// TCP keepalive period for client connections (kubectl's `--keepalive`); `0s` leaves the
+    /// operating system default.
+    pub keepalive: GoDuration,
+    /// Requests under this prefix are proxied with the prefix removed; always starts and ends
+    /// with `/`. Default `/`.
+    pub api_prefix: String,
+}
+
+/// Which requests are accepted. Regexes are validated here and compiled by the listener.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FilterConfig {
+    /// Regexes matched against the request's Host (port removed).
+    pub accept_hosts: Vec<String>,
+    /// Regexes a path must match to be accepted.
+    pub accept_paths: Vec<String>,
+    /// Regexes that reject a path; checked before anything else.
+    pub reject_paths: Vec<String>,
+    /// Regexes that reject a method (compared case-insensitively).
+    pub reject_methods: Vec<String>,
+    /// Accept every request (kubectl's `--disable-filter`). Dangerous; logged loudly.
+    pub disable: bool,
+    /// Forward the client's own `Authorization` and `Impersonate-*` headers instead of removing
+    /// them (kubectl proxy's behaviour). Off by default.
+    pub pass_client_credentials: bool,
+}
+
+/// Static files served beside the API.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WwwConfig {
+    /// Directory to serve (kubectl's `-w/--www`); none by default.
+    #[serde(serialize_with = "crate::validate::path_or_empty")]
+    pub dir: Option<PathBuf>,
+    /// URL prefix of the static files (kubectl's `-P/--www-prefix`); starts and ends with `/`.
+    pub prefix: String,
+}
+
+/// Which kubeconfig entries are used.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KubeconfigConfig {
+    /// Kubeconfig file; none means `KUBECONFIG` (several files merged) or `~/.kube/config`.
+    #[serde(serialize_with = "crate::validate::path_or_empty")]
+    pub path: Option<PathBuf>,
+    /// Context to use instead of the current one.
+    #[serde(serialize_with = "crate::validate::string_or_empty")]
+    pub context: Option<String>,
+    /// Cluster to use instead of the context's.
+    #[serde(serialize_with = "crate::validate::string_or_empty")]
+    pub cluster: Option<String>,
+    /// User to use instead of the context's.
+    #[serde(serialize_with = "crate::validate::string_or_empty")]
+    pub user: Option<String>,
+    /// Prepend the path of the server URL to every forwarded request.
+    pub append_server_path: bool,
+}
+
+/// The apiservers and the connections kprox keeps to them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UpstreamConfig {
+    /// Apiserver URLs; empty means the kubeconfig cluster's server.
+    pub servers: Vec<String>,
+    /// Limit on establishing a TCP connection. Default 30 s, like client-go.
+    pub connect_timeout: GoDuration,
+    /// Limit on the TLS handshake. Default 10 s, like client-go.
+    pub tls_handshake_timeout: GoDuration,
+    /// HTTP/2 PING after this much silence on a connection. Default 30 s, like client-go.
+    pub keepalive_interval: GoDuration,
+    /// A PING unanswered for this long closes the connection. Default 15 s, like client-go.
+    pub keepalive_timeout: GoDuration,
+    /// Pooled connections idle this long are closed. Default 90 s.
+    pub idle_timeout: GoDuration,
+    /// Streams kprox opens on one HTTP/2 connection before opening another, capped by what the
+    /// apiserver advertises. Default 100.
+    pub max_streams_per_connection: u32,
+}
+
+/// Logging.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogConfig {
+    /// A `RUST_LOG`-style filter such as `info` or `kprox=debug,info`. `RUST_LOG` overrides it.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (journald shows them as they are).
+    Text,
+    /// One JSON object per line.
+    Json,
+}

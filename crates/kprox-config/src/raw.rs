@@ -1,0 +1,124 @@
+//! The configuration as written: TOML file, `KPROX_*` environment and command-line flags.
+//!
+//! Every field is an `Option` so that each layer only says what it sets, and every struct denies
+//! unknown fields so a misspelt key is an error rather than a silently ignored setting. Defaults
+//! and checks live in `validate.rs`; nothing here decides what a value means.
+
+use serde::{Deserialize, Serialize};
+
+use crate::GoDuration;
+
+/// The whole raw configuration, one section per component.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Where kprox accepts client connections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<RawListen>,
+    /// Which requests are let through (kubectl proxy's filter flags).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<RawFilter>,
+    /// Static files served beside the API (kubectl proxy's `--www`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub www: Option<RawWww>,
+    /// Which kubeconfig, context, cluster and user to use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<RawKubeconfig>,
+    /// How kprox talks to the apiservers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<RawUpstream>,
+    /// Logging.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log: Option<RawLog>,
+}
+
+/// `[listen]`: kubectl proxy's `--address`, `--port`, `--unix-socket`, `--keepalive`, `--api-prefix`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawListen {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unix_socket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_prefix: Option<String>,
+}
+
+/// `[filter]`: kubectl proxy's request filter flags, plus client credential handling.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_hosts: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reject_paths: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reject_methods: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disable: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pass_client_credentials: Option<bool>,
+}
+
+/// `[www]`: kubectl proxy's `--www` and `--www-prefix`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWww {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// `[kubeconfig]`: kubectl's global `--kubeconfig`, `--context`, `--cluster`, `--user` and
+/// kubectl proxy's `--append-server-path`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawKubeconfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub append_server_path: Option<bool>,
+}
+
+/// `[upstream]`: the apiservers and the connections to them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub servers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive_interval: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keepalive_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_streams_per_connection: Option<u32>,
+}
+
+/// `[log]`: level filter and output format.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}

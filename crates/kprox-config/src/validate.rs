@@ -1,0 +1,382 @@
+//! Raw configuration in, validated configuration out: defaults applied, values checked, every
+//! refusal naming the source, the key and the fix.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Serializer;
+
+use crate::raw::RawConfig;
+use crate::{
+    Config, ConfigError, FilterConfig, GoDuration, KubeconfigConfig, ListenConfig, LogConfig,
+    LogFormat, UpstreamConfig, WwwConfig,
+};
+
+/// kubectl proxy's default `--address`.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1";
+/// kubectl proxy's default `--port`.
+pub const DEFAULT_PORT: u16 = 8001;
+/// kubectl proxy's default `--api-prefix`.
+pub const DEFAULT_API_PREFIX: &str = "/";
+/// kubectl proxy's default `--accept-hosts`: loopback names only (DNS rebinding defence).
+pub const DEFAULT_ACCEPT_HOSTS: &[&str] = &["^localhost$", r"^127\.0\.0\.1$", r"^\[::1\]$"];
+/// kubectl proxy's default `--accept-paths`: everything.
+pub const DEFAULT_ACCEPT_PATHS: &[&str] = &["^.*"];
+/// kubectl proxy's default `--reject-paths`: exec and attach.
+pub const DEFAULT_REJECT_PATHS: &[&str] = &["^/api/.*/pods/.*/exec", "^/api/.*/pods/.*/attach"];
+/// kubectl proxy's default `--reject-methods`: nothing.
+pub const DEFAULT_REJECT_METHODS: &[&str] = &["^$"];
+/// kubectl proxy's default `--www-prefix`.
+pub const DEFAULT_WWW_PREFIX: &str = "/static/";
+/// client-go's dial timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: GoDuration = GoDuration::from_secs(30);
+/// client-go's TLS handshake timeout.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: GoDuration = GoDuration::from_secs(10);
+/// client-go's HTTP/2 read-idle timeout before a health PING.
+pub const DEFAULT_KEEPALIVE_INTERVAL: GoDuration = GoDuration::from_secs(30);
+/// client-go's HTTP/2 PING timeout.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: GoDuration = GoDuration::from_secs(15);
+/// Go's `http.Transport` idle connection timeout.
+pub const DEFAULT_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(90);
+/// Streams per HTTP/2 connection before kprox opens another (Go's default server allows 250,
+/// the apiserver 1000 by default; staying below both leaves room for watches).
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+/// Log filter.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+/// Tells which source set a key, for error messages.
+pub trait OriginOf {
+    /// A user-facing name for the source of `key` (dotted), e.g. a file path.
+    fn origin_of(&self, key: &str) -> String;
+}
+
+impl<F: Fn(&str) -> String> OriginOf for F {
+    fn origin_of(&self, key: &str) -> String {
+        self(key)
+    }
+}
+
+/// Applies defaults and checks every value.
+pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, ConfigError> {
+    let err = |key: &str, problem: String, fix: &str| {
+        ConfigError::new(origins.origin_of(key), key, problem, fix)
+    };
+
+    let listen = raw.listen.clone().unwrap_or_default();
+    let address_text = listen.address.as_deref().unwrap_or(DEFAULT_ADDRESS);
+    let address: IpAddr = address_text.parse().map_err(|_| {
+        err(
+            "listen.address",
+            format!("`{address_text}` is not an IP address"),
+            "write an address such as 127.0.0.1, 0.0.0.0 or ::1",
+        )
+    })?;
+    let port = listen.port.unwrap_or(DEFAULT_PORT);
+    let unix_socket = non_empty(listen.unix_socket.as_deref()).map(PathBuf::from);
+    if unix_socket.is_some() && port != DEFAULT_PORT {
+        return Err(err(
+            "listen.unix_socket",
+            format!("a unix socket and the non-default port {port} were both given"),
+            "use either a unix socket or a TCP port, not both",
+        ));
+    }
+    let api_prefix = slash_wrapped(listen.api_prefix.as_deref().unwrap_or(DEFAULT_API_PREFIX));
+    let listen = ListenConfig {
+        address,
+        port,
+        unix_socket,
+        keepalive: listen.keepalive.unwrap_or_default(),
+        api_prefix,
+    };
+
+    let filter = raw.filter.clone().unwrap_or_default();
+    let regexes = |key: &str, given: &Option<Vec<String>>, default: &[&str]| {
+        let list: Vec<String> = match given {
+            Some(list) => list.iter().filter(|r| !r.is_empty()).cloned().collect(),
+            None => default.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        for pattern in &list {
+            if let Err(e) = regex::Regex::new(pattern) {
+                let reason = e.to_string().lines().last().unwrap_or_default().to_owned();
+                return Err(err(
+                    key,
+                    format!("`{pattern}` is not a valid regular expression ({reason})"),
+                    "escape special characters such as `.` `[` `(` with a backslash",
+                ));
+            }
+        }
+        Ok(list)
+    };
+    let filter = FilterConfig {
+        accept_hosts: regexes(
+            "filter.accept_hosts",
+            &filter.accept_hosts,
+            DEFAULT_ACCEPT_HOSTS,
+        )?,
+        accept_paths: regexes(
+            "filter.accept_paths",
+            &filter.accept_paths,
+            DEFAULT_ACCEPT_PATHS,
+        )?,
+        reject_paths: regexes(
+            "filter.reject_paths",
+            &filter.reject_paths,
+            DEFAULT_REJECT_PATHS,
+        )?,
+        reject_methods: regexes(
+            "filter.reject_methods",
+            &filter.reject_methods,
+            DEFAULT_REJECT_METHODS,
+        )?,
+        disable: filter.disable.unwrap_or(false),
+        pass_client_credentials: filter.pass_client_credentials.unwrap_or(false),
+    };
+
+    let www = raw.www.clone().unwrap_or_default();
+    let www = WwwConfig {
+        dir: non_empty(www.dir.as_deref()).map(PathBuf::from),
+        prefix: slash_wrapped(www.prefix.as_deref().unwrap_or(DEFAULT_WWW_PREFIX)),
+    };
+
+    let kube = raw.kubeconfig.clone().unwrap_or_default();
+    let kubeconfig = KubeconfigConfig {
+        path: non_empty(kube.path.as_deref()).map(PathBuf::from),
+        context: non_empty(kube.context.as_deref()).map(str::to_owned),
+        cluster: non_empty(kube.cluster.as_deref()).map(str::to_owned),
+        user: non_empty(kube.user.as_deref()).map(str::to_owned),
+        append_server_path: kube.append_server_path.unwrap_or(false),
+    };
+
+    let up = raw.upstream.clone().unwrap_or_default();
+    let mut servers = Vec::new();
+    for server in up.servers.iter().flatten() {
+        // `--server a,b` arrives as one entry; split it here so every source accepts it.
+        for one in server.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            check_server_url(one).map_err(|problem| {
+                err(
+                    "upstream.servers",
+                    problem,
+                    "write a URL such as https://10.0.0.1:6443",
+                )
+            })?;
+            servers.push(one.to_owned());
+        }
+    }
+    let max_streams = up
+        .max_streams_per_connection
+        .unwrap_or(DEFAULT_MAX_STREAMS_PER_CONNECTION);
+    if max_streams == 0 {
+        return Err(err(
+            "upstream.max_streams_per_connection",
+            "0 would allow no request at all".to_owned(),
+            "write a number of at least 1 (default 100)",
+        ));
+    }
+    let positive = |key: &str, value: Option<GoDuration>, default: GoDuration| {
+        let value = value.unwrap_or(default);
+        if value.is_zero() {
+            Err(err(
+                key,
+                "0s would make every attempt fail at once".to_owned(),
+                &format!("write a positive duration (default {default})"),
+            ))
+        } else {
+            Ok(value)
+        }
+    };
+    let upstream = UpstreamConfig {
+        servers,
+        connect_timeout: positive(
+            "upstream.connect_timeout",
+            up.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        tls_handshake_timeout: positive(
+            "upstream.tls_handshake_timeout",
+            up.tls_handshake_timeout,
+            DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        )?,
+        keepalive_interval: up.keepalive_interval.unwrap_or(DEFAULT_KEEPALIVE_INTERVAL),
+        keepalive_timeout: positive(
+            "upstream.keepalive_timeout",
+            up.keepalive_timeout,
+            DEFAULT_KEEPALIVE_TIMEOUT,
+        )?,
+        idle_timeout: positive(
+            "upstream.idle_timeout",
+            up.idle_timeout,
+            DEFAULT_IDLE_TIMEOUT,
+        )?,
+        max_streams_per_connection: max_streams,
+    };
+
+    let log = raw.log.clone().unwrap_or_default();
+    let format = match log.format.as_deref().unwrap_or("text") {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(err(
+                "log.format",
+                format!("`{other}` is not a log format"),
+                "write `text` or `json`",
+            ));
+        }
+    };
+    let log = LogConfig {
+        level: log
+            .level
+            .filter(|l| !l.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
+        format,
+    };
+
+    Ok(Config {
+        listen,
+        filter,
+        www,
+        kubeconfig,
+        upstream,
+        log,
+    })
+}
+
+/// Empty strings mean "unset", as kubectl's string flags do.
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// `api` → `/api/`, `` → `/`.
+fn slash_wrapped(prefix: &str) -> String {
+    let trimmed = prefix.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/{trimmed}/")
+    }
+}
+
+fn check_server_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(format!("`{text}` must start with https:// or http://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{text}` has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{text}` must not carry a query or fragment"));
+    }
+    Ok(())
+}
+
+/// Prints an optional path as kubectl prints an unset string flag: empty.
+pub(crate) fn path_or_empty<S: Serializer>(
+    value: &Option<PathBuf>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(
+        &value
+            .as_deref()
+            .map(Path::display)
+            .map(|d| d.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// Prints an optional string as empty when unset.
+pub(crate) fn string_or_empty<S: Serializer>(
+    value: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.as_deref().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::{RawFilter, RawListen, RawUpstream};
+
+    fn origin(_: &str) -> String {
+        "test.toml".to_owned()
+    }
+
+    #[test]
+    fn defaults_match_kubectl_proxy() {
+        let config = validate(&RawConfig::default(), &origin).expect("defaults are valid");
+        assert_eq!(config.listen.address.to_string(), "127.0.0.1");
+        assert_eq!(config.listen.port, 8001);
+        assert_eq!(config.listen.api_prefix, "/");
+        assert_eq!(config.www.prefix, "/static/");
+        assert_eq!(config.filter.reject_paths, DEFAULT_REJECT_PATHS);
+        assert!(!config.filter.pass_client_credentials);
+    }
+
+    #[test]
+    fn a_bad_regex_names_the_file_the_key_and_the_fix() {
+        let raw = RawConfig {
+            filter: Some(RawFilter {
+                accept_hosts: Some(vec!["^ok$".into(), "(unclosed".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let error = validate(&raw, &origin).expect_err("must refuse");
+        assert_eq!(error.key, "filter.accept_hosts");
+        let line = error.to_string();
+        assert!(
+            line.starts_with("test.toml: key `filter.accept_hosts`: `(unclosed`"),
+            "{line}"
+        );
+        assert!(line.contains("fix:"), "{line}");
+    }
+
+    #[test]
+    fn unix_socket_with_a_custom_port_is_refused() {
+        let raw = RawConfig {
+            listen: Some(RawListen {
+                unix_socket: Some("/tmp/k.sock".into()),
+                port: Some(9000),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let error = validate(&raw, &origin).expect_err("must refuse");
+        assert_eq!(error.key, "listen.unix_socket");
+    }
+
+    #[test]
+    fn comma_separated_servers_are_split_and_checked() {
+        let raw = RawConfig {
+            upstream: Some(RawUpstream {
+                servers: Some(vec!["https://a:6443, https://b:6443".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let config = validate(&raw, &origin).expect("valid");
+        assert_eq!(
+            config.upstream.servers,
+            ["https://a:6443", "https://b:6443"]
+        );
+
+        let raw = RawConfig {
+            upstream: Some(RawUpstream {
+                servers: Some(vec!["ftp://a".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&raw, &origin).expect_err("bad scheme").key,
+            "upstream.servers"
+        );
+    }
+
+    #[test]
+    fn prefixes_are_wrapped_in_slashes() {
+        assert_eq!(slash_wrapped("api"), "/api/");
+        assert_eq!(slash_wrapped("/api"), "/api/");
+        assert_eq!(slash_wrapped(""), "/");
+        assert_eq!(slash_wrapped("/"), "/");
+    }
+}

@@ -1,0 +1,21 @@
+//! Faults the fake apiserver can be switched into at run time, to test failover and retries.
+
+use std::time::Duration;
+
+/// How the fake apiserver treats connections and requests from now on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Serves normally.
+    #[default]
+    Healthy,
+    /// Closes its listening socket and every open connection: new connections are refused.
+    Refuse,
+    /// Accepts connections but never answers anything on them, not even the TLS handshake.
+    Blackhole,
+    /// Waits this long before answering each request.
+    Slow(Duration),
+    /// Answers every request with this status and a `Status` body.
+    Status(u16),
+    /// Sends response headers and half the body, then breaks the connection.
+    CloseMidBody,
+}

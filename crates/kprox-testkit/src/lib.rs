@@ -1,0 +1,26 @@
+//! kprox-testkit: a realistic fake Kubernetes apiserver and the certificates and kubeconfigs
+//! to reach it. Used by kprox's tests, benchmarks and `kprox demo`; never by the proxy itself.
+//!
+//! The fake serves HTTPS on 127.0.0.x with its own CA, authenticates client certificates and
+//! bearer tokens, answers discovery the way kubectl expects, keeps pods, configmaps and
+//! namespaces in memory with list/get/create/update/delete and chunked watches, logs every
+//! request, counts TLS handshakes and connections, and can be switched into faults
+//! ([`Behaviour`]) at run time.
+
+mod behaviour;
+mod body;
+mod certs;
+mod discovery;
+mod kubeconfig;
+mod protobuf;
+mod routes;
+mod server;
+mod store;
+mod table;
+
+pub use behaviour::Behaviour;
+pub use certs::{CertifiedPem, TestPki};
+pub use kubeconfig::KubeconfigBuilder;
+pub use routes::digest;
+pub use server::{FakeApiServer, FakeOptions, LoggedRequest};
+pub use store::{Resource, Store, StoreError};
