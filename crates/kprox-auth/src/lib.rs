@@ -1,1 +1,21 @@
+//! kprox-auth: who kprox is to the apiserver.
+//!
+//! [`load`] reads the kubeconfig and returns a [`ClusterAccess`]: the server, how to verify it
+//! ([`ServerTrust`]), a client certificate ([`ClientIdentity`]) and how requests authenticate
+//! ([`CredentialSpec`]). [`Credentials`] turns the spec into a lock-free [`Snapshot`] kept fresh
+//! in the background, and [`inject`] puts it on requests. Secrets are wrapped in [`Secret`] and
+//! never appear in `Debug` output or errors.
 
+mod client_cert;
+mod credentials;
+mod error;
+mod inject;
+mod kubeconfig;
+mod secret;
+
+pub use client_cert::{ClientIdentity, identity_from_pem, parse_certificates, parse_private_key};
+pub use credentials::{Credentials, Snapshot, TOKEN_FILE_REFRESH};
+pub use error::AuthError;
+pub use inject::inject;
+pub use kubeconfig::{ClusterAccess, CredentialSpec, ServerTrust, load, select};
+pub use secret::Secret;

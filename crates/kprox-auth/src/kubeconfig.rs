@@ -1,0 +1,426 @@
+//! Finds the cluster and user to act as: reads the kubeconfig (`--kubeconfig`, else every file
+//! in `KUBECONFIG` merged by kubectl's rules, else `~/.kube/config`), picks the context, cluster
+//! and user, and loads the CA and credentials they name.
+//!
+//! kube-client supplies the kubeconfig model, the merge and relative-path resolution; choosing
+//! entries and reading credentials is ours so that errors name the file and entry, and so that
+//! credentials can be refreshed later without reloading everything.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use kprox_config::KubeconfigConfig;
+use kube_client::config::{AuthInfo, Cluster, Kubeconfig};
+use rustls_pki_types::CertificateDer;
+use secrecy::ExposeSecret;
+
+use crate::client_cert::{ClientIdentity, identity_from_pem, parse_certificates};
+use crate::{AuthError, Secret};
+
+/// How the apiserver's certificate is verified.
+#[derive(Clone, Debug)]
+pub struct ServerTrust {
+    /// Trusted CA certificates.
+    pub roots: Vec<CertificateDer<'static>>,
+    /// Where the roots came from, for logs: a file, `certificate-authority-data`, `system`.
+    pub roots_source: String,
+    /// Name to verify the certificate against, instead of the URL's host (`tls-server-name`).
+    pub server_name: Option<String>,
+    /// `insecure-skip-tls-verify`: no verification at all.
+    pub insecure: bool,
+}
+
+/// How requests are authenticated, before any credential is read.
+#[derive(Clone, Debug)]
+pub enum CredentialSpec {
+    /// Anonymous.
+    None,
+    /// A fixed bearer token.
+    Token(Secret<String>),
+    /// A bearer token read from a file and re-read periodically.
+    TokenFile(PathBuf),
+    /// HTTP basic authentication.
+    Basic {
+        username: String,
+        password: Secret<String>,
+    },
+}
+
+impl CredentialSpec {
+    /// A description without secrets: `token`, `token file /path`, ...
+    pub fn describe(&self) -> String {
+        match self {
+            Self::None => "none".to_owned(),
+            Self::Token(_) => "bearer token".to_owned(),
+            Self::TokenFile(path) => format!("token file {}", path.display()),
+            Self::Basic { username, .. } => format!("basic auth as {username}"),
+        }
+    }
+}
+
+/// Everything needed to reach and authenticate to the selected cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterAccess {
+    /// The kubeconfig file(s) read, for messages.
+    pub source: String,
+    pub context: String,
+    pub cluster: String,
+    pub user: String,
+    /// The cluster's `server` URL.
+    pub server: String,
+    pub trust: ServerTrust,
+    /// Client certificate for mutual TLS, if the user has one.
+    pub identity: Option<ClientIdentity>,
+    pub credential: CredentialSpec,
+}
+
+/// Loads the kubeconfig chosen by `selection` and the environment.
+pub fn load(selection: &KubeconfigConfig) -> Result<ClusterAccess, AuthError> {
+    let (kubeconfig, source) = read_kubeconfig(selection.path.as_deref())?;
+    select(&kubeconfig, &source, selection)
+}
+
+fn read_kubeconfig(path: Option<&Path>) -> Result<(Kubeconfig, String), AuthError> {
+    let read = |path: &Path| {
+        let source = path.display().to_string();
+        if !path.exists() {
+            return Err(AuthError::Kubeconfig {
+                path: source,
+                reason: "the file does not exist".to_owned(),
+            });
+        }
+        Kubeconfig::read_from(path)
+            .map(|k| (k, source.clone()))
+            .map_err(|e| AuthError::Kubeconfig {
+                path: source,
+                reason: error_chain(&e),
+            })
+    };
+    if let Some(path) = path {
+        return read(path);
+    }
+    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        let paths: Vec<PathBuf> = std::env::split_paths(&list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        let source = format!("KUBECONFIG={}", list.to_string_lossy());
+        let mut merged: Option<Kubeconfig> = None;
+        for path in &paths {
+            // kubectl skips files in KUBECONFIG that do not exist.
+            if !path.exists() {
+                continue;
+            }
+            let (next, _) = read(path)?;
+            merged = Some(match merged {
+                None => next,
+                Some(m) => m.merge(next).map_err(|e| AuthError::Kubeconfig {
+                    path: path.display().to_string(),
+                    reason: error_chain(&e),
+                })?,
+            });
+        }
+        return merged.map(|k| (k, source.clone())).ok_or_else(|| {
+            AuthError::NoKubeconfig(format!("none of the files in {source} exists"))
+        });
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .ok_or_else(|| AuthError::NoKubeconfig("HOME is not set".to_owned()))?;
+    let default = home.join(".kube").join("config");
+    if !default.exists() {
+        return Err(AuthError::NoKubeconfig(format!(
+            "{} does not exist",
+            default.display()
+        )));
+    }
+    read(&default)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// Picks context, cluster and user and loads what they name.
+pub fn select(
+    kubeconfig: &Kubeconfig,
+    source: &str,
+    selection: &KubeconfigConfig,
+) -> Result<ClusterAccess, AuthError> {
+    let not_found = |what, name: &str, fix: String| AuthError::NotFound {
+        path: source.to_owned(),
+        what,
+        name: name.to_owned(),
+        fix,
+    };
+    let names = |list: Vec<&String>| {
+        if list.is_empty() {
+            "none defined".to_owned()
+        } else {
+            list.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+
+    let context_name = selection
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone().filter(|c| !c.is_empty()));
+    let context = match &context_name {
+        Some(name) => Some(
+            kubeconfig
+                .contexts
+                .iter()
+                .find(|c| &c.name == name)
+                .ok_or_else(|| {
+                    not_found(
+                        "context",
+                        name,
+                        format!(
+                            "use one of: {}",
+                            names(kubeconfig.contexts.iter().map(|c| &c.name).collect())
+                        ),
+                    )
+                })?
+                .context
+                .clone()
+                .unwrap_or_default(),
+        ),
+        None => None,
+    };
+    let cluster_name = selection
+        .cluster
+        .clone()
+        .or_else(|| context.as_ref().map(|c| c.cluster.clone()).filter(|c| !c.is_empty()))
+        .ok_or_else(|| AuthError::Invalid {
+            path: source.to_owned(),
+            entry: "current-context".to_owned(),
+            reason: "no context is selected; fix: pass --context NAME or run `kubectl config use-context NAME`".to_owned(),
+        })?;
+    let user_name = selection
+        .user
+        .clone()
+        .or_else(|| context.as_ref().and_then(|c| c.user.clone()))
+        .unwrap_or_default();
+
+    let cluster = kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .ok_or_else(|| {
+            not_found(
+                "cluster",
+                &cluster_name,
+                format!(
+                    "use one of: {}",
+                    names(kubeconfig.clusters.iter().map(|c| &c.name).collect())
+                ),
+            )
+        })?
+        .cluster
+        .clone()
+        .unwrap_or_default();
+    let auth_info = if user_name.is_empty() {
+        AuthInfo::default()
+    } else {
+        kubeconfig
+            .auth_infos
+            .iter()
+            .find(|u| u.name == user_name)
+            .ok_or_else(|| {
+                not_found(
+                    "user",
+                    &user_name,
+                    format!(
+                        "use one of: {}",
+                        names(kubeconfig.auth_infos.iter().map(|u| &u.name).collect())
+                    ),
+                )
+            })?
+            .auth_info
+            .clone()
+            .unwrap_or_default()
+    };
+
+    let cluster_entry = format!("cluster \"{cluster_name}\"");
+    let server = cluster
+        .server
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AuthError::Invalid {
+            path: source.to_owned(),
+            entry: cluster_entry.clone(),
+            reason: "has no `server`; fix: set clusters[].cluster.server to the apiserver URL"
+                .to_owned(),
+        })?;
+    let trust = load_trust(&cluster, source, &cluster_entry)?;
+    let user_entry = format!("user \"{user_name}\"");
+    let (identity, credential) = load_user(&auth_info, source, &user_entry)?;
+
+    Ok(ClusterAccess {
+        source: source.to_owned(),
+        context: context_name.unwrap_or_default(),
+        cluster: cluster_name,
+        user: user_name,
+        server,
+        trust,
+        identity,
+        credential,
+    })
+}
+
+fn load_trust(cluster: &Cluster, source: &str, entry: &str) -> Result<ServerTrust, AuthError> {
+    let insecure = cluster.insecure_skip_tls_verify.unwrap_or(false);
+    let invalid = |reason: String| AuthError::Invalid {
+        path: source.to_owned(),
+        entry: entry.to_owned(),
+        reason,
+    };
+    let (roots, roots_source) = if let Some(data) = cluster
+        .certificate_authority_data
+        .as_deref()
+        .filter(|d| !d.is_empty())
+    {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|_| invalid("certificate-authority-data is not base64".to_owned()))?;
+        let roots = parse_certificates(&pem)
+            .map_err(|e| invalid(format!("certificate-authority-data: {e}")))?;
+        (roots, "certificate-authority-data".to_owned())
+    } else if let Some(file) = cluster
+        .certificate_authority
+        .as_deref()
+        .filter(|f| !f.is_empty())
+    {
+        let pem = std::fs::read(file).map_err(|e| AuthError::File {
+            entry: format!("{source}: {entry}: certificate-authority"),
+            file: file.into(),
+            reason: e.to_string(),
+        })?;
+        let roots = parse_certificates(&pem)
+            .map_err(|e| invalid(format!("certificate-authority {file}: {e}")))?;
+        (roots, file.to_owned())
+    } else {
+        (Vec::new(), "system".to_owned())
+    };
+    if insecure && !roots.is_empty() {
+        return Err(invalid(
+            "sets both insecure-skip-tls-verify and a certificate authority; fix: remove one (kubectl refuses this too)".to_owned(),
+        ));
+    }
+    let roots = if roots.is_empty() && !insecure {
+        system_roots()
+    } else {
+        roots
+    };
+    Ok(ServerTrust {
+        roots,
+        roots_source,
+        server_name: cluster.tls_server_name.clone().filter(|s| !s.is_empty()),
+        insecure,
+    })
+}
+
+/// The operating system's trusted CAs, used when the kubeconfig names none (as kubectl does).
+fn system_roots() -> Vec<CertificateDer<'static>> {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!(%error, "could not read a system CA certificate");
+    }
+    found.certs
+}
+
+fn load_user(
+    user: &AuthInfo,
+    source: &str,
+    entry: &str,
+) -> Result<(Option<ClientIdentity>, CredentialSpec), AuthError> {
+    let unsupported = |what: &str| AuthError::Unsupported {
+        path: source.to_owned(),
+        entry: entry.to_owned(),
+        reason: format!(
+            "{what} is not supported yet; fix: use a token, token file or client certificate"
+        ),
+    };
+    if user.exec.is_some() {
+        return Err(unsupported("an exec credential plugin"));
+    }
+    if user.auth_provider.is_some() {
+        return Err(unsupported("an auth-provider"));
+    }
+    if user.impersonate.is_some()
+        || user.impersonate_groups.is_some()
+        || user.impersonate_uid.is_some()
+    {
+        return Err(unsupported("impersonation (as, as-groups, as-uid)"));
+    }
+
+    let read = |what: &str, file: &str| {
+        std::fs::read(file).map_err(|e| AuthError::File {
+            entry: format!("{source}: {entry}: {what}"),
+            file: file.into(),
+            reason: e.to_string(),
+        })
+    };
+    let invalid = |reason: String| AuthError::Invalid {
+        path: source.to_owned(),
+        entry: entry.to_owned(),
+        reason,
+    };
+    let decode = |what: &str, data: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|_| invalid(format!("{what} is not base64")))
+    };
+
+    let cert_pem = match (
+        user.client_certificate_data.as_deref(),
+        user.client_certificate.as_deref(),
+    ) {
+        (Some(data), _) if !data.is_empty() => Some(decode("client-certificate-data", data)?),
+        (_, Some(file)) if !file.is_empty() => Some(read("client-certificate", file)?),
+        _ => None,
+    };
+    let key_pem = match (user.client_key_data.as_ref(), user.client_key.as_deref()) {
+        (Some(data), _) if !data.expose_secret().is_empty() => {
+            Some(decode("client-key-data", data.expose_secret())?)
+        }
+        (_, Some(file)) if !file.is_empty() => Some(read("client-key", file)?),
+        _ => None,
+    };
+    let identity = match (cert_pem, key_pem) {
+        (Some(cert), Some(key)) => Some(identity_from_pem(&cert, &key).map_err(|e| invalid(format!("client certificate: {e}")))?),
+        (None, None) => None,
+        (Some(_), None) => return Err(invalid("has a client certificate but no client key; fix: set client-key or client-key-data".to_owned())),
+        (None, Some(_)) => return Err(invalid("has a client key but no client certificate; fix: set client-certificate or client-certificate-data".to_owned())),
+    };
+
+    // client-go: a token file wins over an inline token (the file is the one kept fresh).
+    let credential = if let Some(file) = user.token_file.as_deref().filter(|f| !f.is_empty()) {
+        CredentialSpec::TokenFile(PathBuf::from(file))
+    } else if let Some(token) = user
+        .token
+        .as_ref()
+        .filter(|t| !t.expose_secret().is_empty())
+    {
+        CredentialSpec::Token(Secret::new(token.expose_secret().trim().to_owned()))
+    } else if let (Some(username), Some(password)) =
+        (user.username.as_ref(), user.password.as_ref())
+    {
+        CredentialSpec::Basic {
+            username: username.clone(),
+            password: Secret::new(password.expose_secret().to_owned()),
+        }
+    } else {
+        CredentialSpec::None
+    };
+    Ok((identity, credential))
+}
