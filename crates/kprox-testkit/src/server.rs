@@ -86,6 +86,8 @@ struct Shared {
     tokens: Mutex<Vec<String>>,
     require_auth: bool,
     behaviour: watch::Sender<Behaviour>,
+    /// The behaviour the accept loop has put into effect (the listener open or closed).
+    applied: watch::Sender<Behaviour>,
     /// Bumped to close every open connection at once.
     kill: watch::Sender<u64>,
     /// Bumped to send GOAWAY on every open connection.
@@ -166,6 +168,7 @@ impl FakeApiServer {
             tokens: Mutex::new(options.tokens.clone()),
             require_auth: options.require_auth,
             behaviour: watch::Sender::new(Behaviour::Healthy),
+            applied: watch::Sender::new(Behaviour::Healthy),
             kill: watch::Sender::new(0),
             goaway: watch::Sender::new(0),
             handshakes: AtomicU64::new(0),
@@ -226,12 +229,16 @@ impl FakeApiServer {
         &self.shared.store
     }
 
-    /// Switches the fault behaviour.
-    pub fn set_behaviour(&self, behaviour: Behaviour) {
+    /// Switches the fault behaviour; returns once it is in effect (the listening socket closed
+    /// for `Refuse`, open again otherwise).
+    pub async fn set_behaviour(&self, behaviour: Behaviour) {
         self.shared.behaviour.send_replace(behaviour);
         if matches!(behaviour, Behaviour::Refuse | Behaviour::Blackhole) {
             self.kill_connections();
         }
+        let mut applied = self.shared.applied.subscribe();
+        // The accept loop only stops when the server is dropped, and `self` is alive here.
+        let _ = applied.wait_for(|b| *b == behaviour).await;
     }
 
     /// Replaces the accepted bearer tokens.
@@ -325,6 +332,7 @@ async fn accept_loop(
                 }
             }
         }
+        shared.applied.send_replace(*behaviour.borrow());
         let accept = async {
             match &listener {
                 Some(l) => l.accept().await.ok(),

@@ -1,1 +1,26 @@
+//! kprox-upstream: everything between kprox and the apiservers.
+//!
+//! [`Upstream`] owns the endpoints ([`Endpoint`]), one connection set per endpoint (pooled
+//! HTTP/2 with stream accounting, HTTP/1.1 reuse), the TLS configuration ([`TlsSettings`]) and
+//! the choice of endpoint; [`UpstreamError`] says what failed and whether the request was sent.
+//! It knows nothing of credentials or clients: requests arrive ready to go.
 
+mod connect;
+mod endpoint;
+mod error;
+mod pool;
+mod tls;
+mod upstream;
+
+pub use connect::ConnectSettings;
+pub use endpoint::Endpoint;
+pub use error::{ErrorKind, Sent, UpstreamError};
+pub use pool::ResponseBody;
+pub use tls::TlsSettings;
+pub use upstream::{Upstream, UpstreamSettings};
+
+/// Errors a request body may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a request sent upstream: the client's body, streamed.
+pub type RequestBody = http_body_util::combinators::BoxBody<bytes::Bytes, BoxError>;

@@ -1,0 +1,241 @@
+//! Opening one connection to one endpoint: TCP (with timeout, no Nagle, keepalive), TLS (with
+//! timeout and the configured server name), then the HTTP/2 or HTTP/1.1 handshake that ALPN
+//! chose. The connection's driver runs in its own task.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::error::{ErrorKind, Sent, chain};
+use crate::{Endpoint, RequestBody, UpstreamError};
+
+/// Timeouts and HTTP/2 keepalive for new connections.
+#[derive(Clone, Debug)]
+pub struct ConnectSettings {
+    /// Limit on the TCP connect.
+    pub connect_timeout: Duration,
+    /// Limit on the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// HTTP/2 PING after this much silence; `None` disables PINGs.
+    pub keepalive_interval: Option<Duration>,
+    /// An unanswered PING closes the connection after this long.
+    pub keepalive_timeout: Duration,
+}
+
+/// A fresh connection, ready for requests.
+#[derive(Debug)]
+pub(crate) enum Connection {
+    H1(http1::SendRequest<RequestBody>),
+    /// The sender, and the peer's current `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    H2(http2::SendRequest<RequestBody>, Arc<AtomicUsize>),
+}
+
+/// Dials endpoints.
+pub(crate) struct Connector {
+    /// ALPN h2 + http/1.1.
+    tls: Option<TlsConnector>,
+    /// ALPN http/1.1 only, for upgrades (WebSocket, SPDY need HTTP/1.1).
+    tls_h1: Option<TlsConnector>,
+    server_name: Option<String>,
+    settings: ConnectSettings,
+    tls_handshakes: AtomicU64,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("tls", &self.tls.is_some())
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    pub(crate) fn new(
+        tls: Option<Arc<ClientConfig>>,
+        server_name: Option<String>,
+        settings: ConnectSettings,
+    ) -> Self {
+        let tls_h1 = tls.as_ref().map(|config| {
+            let mut h1 = (**config).clone();
+            h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+            TlsConnector::from(Arc::new(h1))
+        });
+        Self {
+            tls: tls.map(TlsConnector::from),
+            tls_h1,
+            server_name,
+            settings,
+            tls_handshakes: AtomicU64::new(0),
+        }
+    }
+
+    /// TLS handshakes completed so far.
+    pub(crate) fn tls_handshakes(&self) -> u64 {
+        self.tls_handshakes.load(Ordering::Relaxed)
+    }
+
+    /// Opens a connection. `http1_only` is for upgrades.
+    pub(crate) async fn connect(
+        &self,
+        endpoint: &Endpoint,
+        http1_only: bool,
+    ) -> Result<Connection, UpstreamError> {
+        let url = endpoint.url();
+        let tcp = tokio::time::timeout(
+            self.settings.connect_timeout,
+            TcpStream::connect((endpoint.host(), endpoint.port())),
+        )
+        .await
+        .map_err(|_| {
+            UpstreamError::new(
+                ErrorKind::ConnectTimeout,
+                Sent::No,
+                format!(
+                    "no TCP connection within {:?}",
+                    self.settings.connect_timeout
+                ),
+            )
+            .at(url)
+        })?
+        .map_err(|e| {
+            UpstreamError::new(ErrorKind::Connect, Sent::No, format!("cannot connect: {e}")).at(url)
+        })?;
+        // Small requests and watch events must not wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(30));
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+
+        if !endpoint.is_tls() {
+            return self.handshake(TokioIo::new(tcp), false, endpoint).await;
+        }
+        let connector = if http1_only {
+            self.tls_h1.as_ref()
+        } else {
+            self.tls.as_ref()
+        };
+        let connector = connector.ok_or_else(|| {
+            UpstreamError::config("TLS is not configured for an https endpoint").at(url)
+        })?;
+        let name: ServerName<'static> =
+            crate::tls::server_name(self.server_name.as_deref(), endpoint.host())
+                .map_err(|e| e.at(url))?;
+        let tls = tokio::time::timeout(
+            self.settings.tls_handshake_timeout,
+            connector.connect(name, tcp),
+        )
+        .await
+        .map_err(|_| {
+            UpstreamError::new(
+                ErrorKind::ConnectTimeout,
+                Sent::No,
+                format!(
+                    "no TLS handshake within {:?}",
+                    self.settings.tls_handshake_timeout
+                ),
+            )
+            .at(url)
+        })?
+        .map_err(|e| {
+            UpstreamError::new(
+                ErrorKind::Tls,
+                Sent::No,
+                format!("TLS handshake failed: {}", chain(&e)),
+            )
+            .at(url)
+        })?;
+        self.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        self.handshake(TokioIo::new(tls), h2, endpoint).await
+    }
+
+    async fn handshake<I>(
+        &self,
+        io: I,
+        h2: bool,
+        endpoint: &Endpoint,
+    ) -> Result<Connection, UpstreamError>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let url = endpoint.url().to_owned();
+        let failed = |e: hyper::Error| {
+            UpstreamError::new(
+                ErrorKind::Protocol,
+                Sent::No,
+                format!("HTTP handshake failed: {}", chain(&e)),
+            )
+            .at(&url)
+        };
+        if h2 {
+            let mut builder = http2::Builder::new(TokioExecutor::new());
+            builder.timer(TokioTimer::new());
+            if let Some(interval) = self.settings.keepalive_interval {
+                builder
+                    .keep_alive_interval(interval)
+                    .keep_alive_timeout(self.settings.keepalive_timeout)
+                    .keep_alive_while_idle(true);
+            }
+            // Large windows let big lists stream at full speed; backpressure still applies.
+            builder
+                .initial_stream_window_size(2 * 1024 * 1024)
+                .initial_connection_window_size(8 * 1024 * 1024);
+            let (sender, conn) = builder.handshake(io).await.map_err(failed)?;
+            let max_streams = Arc::new(AtomicUsize::new(conn.current_max_send_streams()));
+            let tracked = TrackStreamLimit {
+                conn: Box::pin(conn),
+                max_streams: max_streams.clone(),
+            };
+            let url = url.clone();
+            tokio::spawn(async move {
+                if let Err(error) = tracked.await {
+                    tracing::debug!(endpoint = %url, error = %chain(&error), "HTTP/2 connection ended");
+                }
+            });
+            Ok(Connection::H2(sender, max_streams))
+        } else {
+            let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(failed)?;
+            let url = url.clone();
+            tokio::spawn(async move {
+                if let Err(error) = conn.with_upgrades().await {
+                    tracing::debug!(endpoint = %url, error = %chain(&error), "HTTP/1.1 connection ended");
+                }
+            });
+            Ok(Connection::H1(sender))
+        }
+    }
+}
+
+type H2Driver<I> = http2::Connection<I, RequestBody, TokioExecutor>;
+
+/// Drives an HTTP/2 connection and publishes the stream limit the server announces, which only
+/// the connection half can read; it changes only while the connection is polled.
+struct TrackStreamLimit<I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static> {
+    conn: Pin<Box<H2Driver<I>>>,
+    max_streams: Arc<AtomicUsize>,
+}
+
+impl<I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static> Future
+    for TrackStreamLimit<I>
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let polled = self.conn.as_mut().poll(cx);
+        let limit = self.conn.as_ref().get_ref().current_max_send_streams();
+        self.max_streams.store(limit, Ordering::Relaxed);
+        polled
+    }
+}

@@ -1,0 +1,390 @@
+//! The connections kept to one endpoint: HTTP/2 connections shared by many streams (a new one is
+//! opened when every connection is at its stream limit, so requests never queue behind long
+//! watches) and idle HTTP/1.1 connections reused one request at a time.
+//!
+//! Reading the HTTP/2 set is lock-free (an `ArcSwap` snapshot plus atomic stream counters); the
+//! HTTP/1.1 idle list takes a short mutex, and opening connections is serialised per endpoint
+//! until the protocol is known so a burst does not open a connection per request.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{Request, Response, Uri, header};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+
+use crate::connect::{Connection, Connector};
+use crate::error::{ErrorKind, Sent, chain};
+use crate::{Endpoint, RequestBody, UpstreamError};
+
+const PROTOCOL_UNKNOWN: u8 = 0;
+const PROTOCOL_H2: u8 = 1;
+const PROTOCOL_H1: u8 = 2;
+
+/// One HTTP/2 connection and the streams open on it.
+#[derive(Debug)]
+struct H2Conn {
+    sender: http2::SendRequest<RequestBody>,
+    /// The server's current stream limit for this connection.
+    max_streams: Arc<AtomicUsize>,
+    in_flight: AtomicUsize,
+    /// Milliseconds since the pool's epoch when the last stream ended.
+    idle_since_ms: AtomicU64,
+}
+
+/// Holds one stream slot on an HTTP/2 connection until dropped.
+#[derive(Debug)]
+pub(crate) struct StreamGuard {
+    conn: Arc<H2Conn>,
+    epoch: Instant,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.conn.idle_since_ms.store(now, Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct IdleH1 {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+/// The connection set of one endpoint.
+#[derive(Debug)]
+pub(crate) struct EndpointPool {
+    endpoint: Endpoint,
+    h2: ArcSwap<Vec<Arc<H2Conn>>>,
+    h1_idle: Mutex<Vec<IdleH1>>,
+    protocol: AtomicU8,
+    connecting: tokio::sync::Mutex<()>,
+    max_streams: usize,
+    idle_timeout: Duration,
+    epoch: Instant,
+    opened: AtomicU64,
+}
+
+/// What one attempt on this endpoint produced: a response, or an error and — when it was never
+/// sent — the request back, to try elsewhere.
+pub(crate) type Attempt =
+    Result<Response<ResponseBody>, (UpstreamError, Option<Request<RequestBody>>)>;
+
+impl EndpointPool {
+    pub(crate) fn new(endpoint: Endpoint, max_streams: usize, idle_timeout: Duration) -> Self {
+        Self {
+            endpoint,
+            h2: ArcSwap::from_pointee(Vec::new()),
+            h1_idle: Mutex::new(Vec::new()),
+            protocol: AtomicU8::new(PROTOCOL_UNKNOWN),
+            connecting: tokio::sync::Mutex::new(()),
+            max_streams: max_streams.max(1),
+            idle_timeout,
+            epoch: Instant::now(),
+            opened: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Connections opened so far.
+    pub(crate) fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Sends a request (origin-form URI) on a pooled or new connection.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        connector: &Connector,
+        mut request: Request<RequestBody>,
+    ) -> Attempt {
+        // A pooled connection can turn out dead between checks; a few tries cover a burst of
+        // stale ones without looping forever.
+        for _ in 0..4 {
+            if let Some((sender, guard)) = self.checkout_h2() {
+                request = match self.send_h2(sender, guard, request).await {
+                    Ok(response) => return Ok(response),
+                    Err((error, Some(unsent))) => {
+                        tracing::debug!(endpoint = %self.endpoint.url(), %error, "pooled HTTP/2 connection unusable; trying another");
+                        self.forget_closed_h2();
+                        unsent
+                    }
+                    Err(failed) => return Err(failed),
+                };
+                continue;
+            }
+            if let Some(sender) = self.checkout_h1() {
+                request = match self.send_h1(sender, request).await {
+                    Ok(response) => return Ok(response),
+                    Err((_, Some(unsent))) => unsent,
+                    Err(failed) => return Err(failed),
+                };
+                continue;
+            }
+            break;
+        }
+        self.send_on_new_connection(connector, request).await
+    }
+
+    async fn send_on_new_connection(
+        self: &Arc<Self>,
+        connector: &Connector,
+        request: Request<RequestBody>,
+    ) -> Attempt {
+        // Until the endpoint is known to speak HTTP/1.1 only, open one connection at a time:
+        // with HTTP/2, the one connection serves everybody who waited.
+        let _serial = if self.protocol.load(Ordering::Acquire) == PROTOCOL_H1 {
+            None
+        } else {
+            Some(self.connecting.lock().await)
+        };
+        if let Some((sender, guard)) = self.checkout_h2() {
+            return self.send_h2(sender, guard, request).await;
+        }
+        let connection = match connector.connect(&self.endpoint, false).await {
+            Ok(connection) => connection,
+            Err(error) => return Err((error, Some(request))),
+        };
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        match connection {
+            Connection::H2(sender, max_streams) => {
+                self.protocol.store(PROTOCOL_H2, Ordering::Release);
+                let conn = Arc::new(H2Conn {
+                    sender: sender.clone(),
+                    max_streams,
+                    in_flight: AtomicUsize::new(1),
+                    idle_since_ms: AtomicU64::new(0),
+                });
+                self.h2.rcu(|list| {
+                    let mut list = Vec::clone(list);
+                    list.push(conn.clone());
+                    list
+                });
+                let guard = StreamGuard {
+                    conn,
+                    epoch: self.epoch,
+                };
+                self.send_h2(sender, guard, request).await
+            }
+            Connection::H1(sender) => {
+                self.protocol.store(PROTOCOL_H1, Ordering::Release);
+                self.send_h1(sender, request).await
+            }
+        }
+    }
+
+    /// A connection with a free stream slot, the slot already taken.
+    fn checkout_h2(&self) -> Option<(http2::SendRequest<RequestBody>, StreamGuard)> {
+        for conn in self.h2.load().iter() {
+            if conn.sender.is_closed() {
+                continue;
+            }
+            let limit = self
+                .max_streams
+                .min(conn.max_streams.load(Ordering::Relaxed).max(1));
+            let taken = conn.in_flight.fetch_add(1, Ordering::AcqRel);
+            let guard = StreamGuard {
+                conn: conn.clone(),
+                epoch: self.epoch,
+            };
+            if taken < limit {
+                return Some((conn.sender.clone(), guard));
+            }
+            drop(guard); // full: give the slot back
+        }
+        None
+    }
+
+    fn forget_closed_h2(&self) {
+        self.h2.rcu(|list| {
+            list.iter()
+                .filter(|c| !c.sender.is_closed())
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+    }
+
+    fn checkout_h1(&self) -> Option<http1::SendRequest<RequestBody>> {
+        let mut idle = self.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(entry) = idle.pop() {
+            if entry.sender.is_ready() && entry.since.elapsed() < self.idle_timeout {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    async fn send_h2(
+        &self,
+        mut sender: http2::SendRequest<RequestBody>,
+        guard: StreamGuard,
+        mut request: Request<RequestBody>,
+    ) -> Attempt {
+        // HTTP/2 carries the authority in the URI (`:authority`), not in a Host header.
+        request.headers_mut().remove(header::HOST);
+        *request.uri_mut() = absolute(&self.endpoint, request.uri());
+        match sender.try_send_request(request).await {
+            Ok(response) => Ok(response.map(|body| ResponseBody {
+                inner: body,
+                guard: Some(guard),
+            })),
+            Err(mut error) => {
+                let unsent = error.take_message().map(|r| {
+                    let (parts, body) = r.into_parts();
+                    Request::from_parts(parts, body)
+                });
+                let sent = if unsent.is_some() {
+                    Sent::No
+                } else {
+                    Sent::Maybe
+                };
+                let failure = UpstreamError::new(ErrorKind::Protocol, sent, chain(error.error()))
+                    .at(self.endpoint.url());
+                Err((failure, unsent.map(|r| origin_form(r))))
+            }
+        }
+    }
+
+    async fn send_h1(
+        self: &Arc<Self>,
+        mut sender: http1::SendRequest<RequestBody>,
+        mut request: Request<RequestBody>,
+    ) -> Attempt {
+        request
+            .headers_mut()
+            .insert(header::HOST, self.endpoint.host_header().clone());
+        let pending = sender.try_send_request(request);
+        // The connection goes back to the idle list once the response has been read in full;
+        // if the client drops the response early, hyper closes it instead.
+        let pool = Arc::downgrade(self);
+        tokio::spawn(return_when_ready(pool, sender));
+        match pending.await {
+            Ok(response) => Ok(response.map(|body| ResponseBody {
+                inner: body,
+                guard: None,
+            })),
+            Err(mut error) => {
+                let unsent = error.take_message();
+                let sent = if unsent.is_some() {
+                    Sent::No
+                } else {
+                    Sent::Maybe
+                };
+                Err((
+                    UpstreamError::new(ErrorKind::Protocol, sent, chain(error.error()))
+                        .at(self.endpoint.url()),
+                    unsent,
+                ))
+            }
+        }
+    }
+
+    /// Drops closed connections and those idle longer than the idle timeout.
+    pub(crate) fn sweep(&self) {
+        let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let idle_ms = u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        self.h2.rcu(|list| {
+            list.iter()
+                .filter(|c| {
+                    let idle = c.in_flight.load(Ordering::Acquire) == 0
+                        && now_ms.saturating_sub(c.idle_since_ms.load(Ordering::Relaxed)) > idle_ms;
+                    !c.sender.is_closed() && !idle
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        let mut idle = self.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|e| !e.sender.is_closed() && e.since.elapsed() < self.idle_timeout);
+    }
+
+    /// Open HTTP/2 connections and idle HTTP/1.1 ones (for status and tests).
+    pub(crate) fn open_connections(&self) -> usize {
+        let h2 = self
+            .h2
+            .load()
+            .iter()
+            .filter(|c| !c.sender.is_closed())
+            .count();
+        h2 + self.h1_idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+async fn return_when_ready(pool: Weak<EndpointPool>, mut sender: http1::SendRequest<RequestBody>) {
+    if sender.ready().await.is_err() {
+        return;
+    }
+    if let Some(pool) = pool.upgrade() {
+        pool.h1_idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(IdleH1 {
+                sender,
+                since: Instant::now(),
+            });
+    }
+}
+
+fn absolute(endpoint: &Endpoint, uri: &Uri) -> Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(endpoint.scheme().clone());
+    parts.authority = Some(endpoint.authority().clone());
+    parts.path_and_query = uri
+        .path_and_query()
+        .cloned()
+        .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+    Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
+
+fn origin_form(mut request: Request<RequestBody>) -> Request<RequestBody> {
+    if let Some(pq) = request.uri().path_and_query().cloned() {
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+/// A response body from the apiserver; holds its HTTP/2 stream slot until it ends or is dropped.
+#[derive(Debug)]
+pub struct ResponseBody {
+    inner: Incoming,
+    guard: Option<StreamGuard>,
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            // The stream is finished: free its slot now rather than when the body is dropped.
+            self.guard = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,239 @@
+//! The upstream against real fake apiservers: connection reuse, stream limits, failover of
+//! requests that were never sent, and certificate verification.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use kprox_testkit::{Behaviour, FakeApiServer, FakeOptions, TestPki};
+use kprox_upstream::{
+    ConnectSettings, ErrorKind, RequestBody, TlsSettings, Upstream, UpstreamSettings,
+};
+
+const TOKEN: &str = "upstream-test-token";
+
+fn settings(servers: Vec<String>, pki: &TestPki) -> UpstreamSettings {
+    UpstreamSettings {
+        servers,
+        tls: Some(TlsSettings {
+            roots: vec![pki.ca_der()],
+            server_name: None,
+            insecure: false,
+            identity: None,
+        }),
+        connect: ConnectSettings {
+            connect_timeout: Duration::from_secs(2),
+            tls_handshake_timeout: Duration::from_secs(2),
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_timeout: Duration::from_secs(15),
+        },
+        max_streams_per_connection: 100,
+        idle_timeout: Duration::from_secs(90),
+    }
+}
+
+async fn fake(options: FakeOptions) -> FakeApiServer {
+    FakeApiServer::start(FakeOptions {
+        tokens: vec![TOKEN.into()],
+        ..options
+    })
+    .await
+    .expect("fake apiserver starts")
+}
+
+fn get(path: &str) -> Request<RequestBody> {
+    Request::get(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(
+            Empty::<Bytes>::new()
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .expect("request")
+}
+
+async fn status_and_body(upstream: &Upstream, path: &str) -> (StatusCode, Bytes) {
+    let response = upstream.send(get(path)).await.expect("sent");
+    let status = response.status();
+    (
+        status,
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn a_thousand_sequential_gets_reuse_one_http2_connection() {
+    let server = fake(FakeOptions::default()).await;
+    let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+    for _ in 0..1000 {
+        let (status, _) = status_and_body(&upstream, "/api/v1/namespaces/default/pods").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(
+        server.tls_handshakes(),
+        1,
+        "one TLS handshake for 1000 GETs over HTTP/2"
+    );
+    assert_eq!(server.request_count(), 1000);
+}
+
+#[tokio::test]
+async fn http1_only_apiservers_get_pooled_connections_too() {
+    let server = fake(FakeOptions {
+        http2: false,
+        ..Default::default()
+    })
+    .await;
+    let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+    for _ in 0..200 {
+        let (status, _) = status_and_body(&upstream, "/version").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(
+        server.tls_handshakes() <= 2,
+        "handshakes: {}",
+        server.tls_handshakes()
+    );
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.version == http::Version::HTTP_11)
+    );
+}
+
+#[tokio::test]
+async fn watches_at_the_stream_limit_make_a_new_connection_instead_of_queueing() {
+    let server = fake(FakeOptions {
+        max_concurrent_streams: Some(3),
+        ..Default::default()
+    })
+    .await;
+    let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+    // Learn the limit: the first connection's SETTINGS arrive with its first response.
+    status_and_body(&upstream, "/version").await;
+    let mut watches = Vec::new();
+    for _ in 0..3 {
+        let response = upstream
+            .send(get("/api/v1/namespaces/default/pods?watch=1"))
+            .await
+            .expect("watch");
+        assert_eq!(response.status(), StatusCode::OK);
+        watches.push(response);
+    }
+    // All three streams of the first connection are held by watches; a GET must still answer.
+    let answered = tokio::time::timeout(
+        Duration::from_secs(5),
+        status_and_body(&upstream, "/version"),
+    )
+    .await;
+    assert!(answered.is_ok(), "a GET queued behind watches");
+    assert_eq!(server.tls_handshakes(), 2, "a second connection was opened");
+    drop(watches);
+}
+
+#[tokio::test]
+async fn a_request_refused_by_one_endpoint_goes_to_the_next() {
+    let pki = std::sync::Arc::new(TestPki::new("shared").expect("pki"));
+    let down = fake(FakeOptions {
+        pki: Some(pki.clone()),
+        ..Default::default()
+    })
+    .await;
+    let up = fake(FakeOptions {
+        ip: "127.0.0.2".parse().expect("ip"),
+        pki: Some(pki.clone()),
+        ..Default::default()
+    })
+    .await;
+    down.set_behaviour(Behaviour::Refuse).await;
+    let upstream = Upstream::new(settings(vec![down.url(), up.url()], &pki)).expect("upstream");
+    for _ in 0..20 {
+        let (status, _) = status_and_body(&upstream, "/version").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(up.request_count(), 20);
+    assert_eq!(down.request_count(), 0);
+}
+
+#[tokio::test]
+async fn all_endpoints_refusing_is_an_error_that_says_so() {
+    let server = fake(FakeOptions::default()).await;
+    server.set_behaviour(Behaviour::Refuse).await;
+    let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+    let error = upstream.send(get("/version")).await.expect_err("refused");
+    assert_eq!(error.kind(), ErrorKind::Connect);
+    assert_eq!(error.http_status(), 502);
+    assert!(error.to_string().contains("refused"), "{error}");
+}
+
+#[tokio::test]
+async fn a_server_signed_by_another_ca_is_refused_with_a_tls_error() {
+    let server = fake(FakeOptions::default()).await;
+    let other = TestPki::new("someone-else").expect("pki");
+    let upstream = Upstream::new(settings(vec![server.url()], &other)).expect("upstream");
+    let error = upstream
+        .send(get("/version"))
+        .await
+        .expect_err("unverified");
+    assert_eq!(error.kind(), ErrorKind::Tls);
+    assert!(error.to_string().contains("certificate"), "{error}");
+    assert_eq!(server.request_count(), 0);
+}
+
+#[tokio::test]
+async fn tls_server_name_verifies_one_name_across_addresses() {
+    let server = fake(FakeOptions {
+        extra_names: vec!["apiserver.example".into()],
+        ..Default::default()
+    })
+    .await;
+    let mut s = settings(vec![server.url()], server.pki());
+    if let Some(tls) = s.tls.as_mut() {
+        tls.server_name = Some("apiserver.example".into());
+    }
+    let upstream = Upstream::new(s).expect("upstream");
+    assert_eq!(
+        status_and_body(&upstream, "/version").await.0,
+        StatusCode::OK
+    );
+
+    let mut wrong = settings(vec![server.url()], server.pki());
+    if let Some(tls) = wrong.tls.as_mut() {
+        tls.server_name = Some("not-in-the-cert.example".into());
+    }
+    let upstream = Upstream::new(wrong).expect("upstream");
+    assert_eq!(
+        upstream
+            .send(get("/version"))
+            .await
+            .expect_err("wrong name")
+            .kind(),
+        ErrorKind::Tls
+    );
+}
+
+#[tokio::test]
+async fn goaway_moves_new_requests_to_a_new_connection_without_errors() {
+    let server = fake(FakeOptions::default()).await;
+    let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+    assert_eq!(
+        status_and_body(&upstream, "/version").await.0,
+        StatusCode::OK
+    );
+    server.goaway();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..10 {
+        assert_eq!(
+            status_and_body(&upstream, "/version").await.0,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(server.tls_handshakes(), 2);
+}
