@@ -46,6 +46,9 @@ pub struct FakeOptions {
     pub extra_names: Vec<String>,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`. Default: hyper's (200).
     pub max_concurrent_streams: Option<u32>,
+    /// The object store; a new one when `None`. Several fakes sharing one act as the
+    /// apiservers of one cluster (one etcd).
+    pub store: Option<Arc<Store>>,
     /// A name for logs and the status page.
     pub name: String,
 }
@@ -62,6 +65,7 @@ impl Default for FakeOptions {
             pki: None,
             extra_names: Vec::new(),
             max_concurrent_streams: None,
+            store: None,
             name: "fake-apiserver".to_owned(),
         }
     }
@@ -164,7 +168,10 @@ impl FakeApiServer {
         };
 
         let shared = Arc::new(Shared {
-            store: Arc::new(Store::new()),
+            store: options
+                .store
+                .clone()
+                .unwrap_or_else(|| Arc::new(Store::new())),
             tokens: Mutex::new(options.tokens.clone()),
             require_auth: options.require_auth,
             behaviour: watch::Sender::new(Behaviour::Healthy),

@@ -1,1 +1,48 @@
-fn main() {}
+//! kprox: a fast, safe, load-balancing replacement for `kubectl proxy`.
+//!
+//! `kprox [flags]` proxies; `kprox demo` runs against simulated apiservers; `kprox config
+//! print|check` inspects the configuration. Errors are printed as one line on stderr with a
+//! non-zero exit status.
+
+mod cli;
+mod config_cmd;
+mod demo;
+mod run;
+mod unix_socket;
+mod wiring;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            None => run::run(&cli.flags).await,
+            Some(Command::Demo) => demo::run(&cli.flags).await,
+            Some(Command::Config(ConfigCommand::Print)) => config_cmd::print(&cli.flags),
+            Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(&cli.flags),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the cause chain joined, as users grep and read it.
+            eprintln!("error: {}", format!("{error:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Accepting client connections and serving HTTP/1.1 on them until shutdown.
+//!
+//! `serve(listener, handler, shutdown)`: the caller binds the socket (a test binds
+//! `127.0.0.1:0`) and decides when to stop; in-flight requests finish before `serve` returns.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::body::ProxyBody;
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// What to print in `Starting to serve on ...`: `127.0.0.1:8001` or the socket path.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Tcp(l) => l
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "?".into()),
+            Self::Unix(_, path) => path.display().to_string(),
+        }
+    }
+
+    /// The TCP address, if TCP.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr().ok(),
+            Self::Unix(..) => None,
+        }
+    }
+}
+
+/// Connection-level settings.
+#[derive(Clone, Debug)]
+pub struct ServeSettings {
+    /// TCP keepalive for client connections; `None` leaves the OS default.
+    pub keepalive: Option<Duration>,
+    /// How long a client may take to send request headers.
+    pub header_read_timeout: Duration,
+}
+
+/// Handles one request; `client` is the peer IP for TCP connections.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: Option<IpAddr>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send;
+}
+
+/// Serves connections until `shutdown` resolves, then lets open connections finish the
+/// request in progress (idle keep-alive connections close at once) and returns.
+pub async fn serve<H: Handler>(
+    listener: Listener,
+    handler: Arc<H>,
+    settings: ServeSettings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (stopping, _) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        // Reap finished connection tasks so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+        let accepted = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let (io, client) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(%error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if let (Some(period), Stream::Tcp(tcp)) = (settings.keepalive, &io) {
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(period)
+                .with_interval(period);
+            let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive);
+        }
+        let handler = handler.clone();
+        let service = service_fn(move |request| {
+            let handler = handler.clone();
+            async move { Ok::<_, Infallible>(handler.handle(request, client).await) }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.header_read_timeout);
+        let stop = stopping.subscribe();
+        match io {
+            Stream::Tcp(tcp) => connections.spawn(run_connection(
+                builder
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades(),
+                stop,
+            )),
+            Stream::Unix(unix) => connections.spawn(run_connection(
+                builder
+                    .serve_connection(TokioIo::new(unix), service)
+                    .with_upgrades(),
+                stop,
+            )),
+        };
+    }
+    drop(listener);
+    stopping.send_replace(true);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Drives one connection; on shutdown, asks hyper to finish the current exchange and close.
+async fn run_connection<C>(conn: C, mut stop: watch::Receiver<bool>)
+where
+    C: Future<Output = hyper::Result<()>> + GracefulShutdownable,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => log_end(result),
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().start_graceful_shutdown();
+            log_end(conn.await);
+        }
+    }
+}
+
+fn log_end(result: hyper::Result<()>) {
+    if let Err(error) = result {
+        tracing::debug!(%error, "client connection ended with an error");
+    }
+}
+
+/// hyper's upgradeable HTTP/1.1 connection, seen through the one method shutdown needs.
+trait GracefulShutdownable {
+    fn start_graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulShutdownable for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: http_body::Body + Send + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn start_graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Stream, Option<IpAddr>)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (stream, peer) = l.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Stream::Tcp(stream), Some(peer.ip())))
+        }
+        Listener::Unix(l, _) => {
+            let (stream, _) = l.accept().await?;
+            Ok((Stream::Unix(stream), None))
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Command-line interface: kubectl proxy's flags with its names and defaults, plus kprox's own.
+//! Only flags the user typed reach the configuration (as the top layer); defaults live in
+//! kprox-config so that the TOML file and environment can set them too.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use kprox_config::GoDuration;
+use kprox_config::raw::{
+    RawConfig, RawFilter, RawKubeconfig, RawListen, RawLog, RawUpstream, RawWww,
+};
+
+/// kprox: kubectl proxy, fast and safe, for one or many apiservers.
+///
+/// Runs a proxy from localhost to the Kubernetes API, with the credentials of your kubeconfig.
+/// `kprox demo` runs it against a simulated cluster.
+#[derive(Debug, Parser)]
+#[command(name = "kprox", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub flags: ProxyFlags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run against three simulated apiservers: no cluster needed.
+    Demo,
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (TOML) and the kubeconfig selection, secrets redacted.
+    Print,
+    /// Validate the configuration and kubeconfig; exit non-zero with the problem if invalid.
+    Check,
+}
+
+/// Flags shared by the proxy and its subcommands (they apply to `demo` and `config` too).
+#[derive(Debug, Args)]
+pub struct ProxyFlags {
+    /// TOML configuration file (see config/kprox.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The port on which to run the proxy. Set to 0 to pick a random port. [default: 8001]
+    #[arg(short = 'p', long, global = true)]
+    pub port: Option<u16>,
+    /// The IP address on which to serve on. [default: 127.0.0.1]
+    #[arg(long, global = true)]
+    pub address: Option<String>,
+    /// Unix socket on which to run the proxy.
+    #[arg(short = 'u', long = "unix-socket", global = true)]
+    pub unix_socket: Option<String>,
+    /// keepalive specifies the keep-alive period for an active network connection. [default: 0s]
+    #[arg(long, global = true, value_parser = parse_duration)]
+    pub keepalive: Option<GoDuration>,
+    /// Prefix to serve the proxied API under. [default: /]
+    #[arg(long = "api-prefix", global = true)]
+    pub api_prefix: Option<String>,
+
+    /// Regular expression for hosts that the proxy should accept. [default: ^localhost$,^127\.0\.0\.1$,^\[::1\]$]
+    #[arg(long = "accept-hosts", global = true)]
+    pub accept_hosts: Option<String>,
+    /// Regular expression for paths that the proxy should accept. [default: ^.*]
+    #[arg(long = "accept-paths", global = true)]
+    pub accept_paths: Option<String>,
+    /// Regular expression for paths that the proxy should reject. [default: ^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach]
+    #[arg(long = "reject-paths", global = true)]
+    pub reject_paths: Option<String>,
+    /// Regular expression for HTTP methods that the proxy should reject. [default: ^$]
+    #[arg(long = "reject-methods", global = true)]
+    pub reject_methods: Option<String>,
+    /// If true, disable request filtering in the proxy. This is dangerous.
+    #[arg(long = "disable-filter", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_filter: Option<bool>,
+    /// Forward clients' own Authorization and Impersonate-* headers (kubectl proxy's behaviour).
+    #[arg(long = "pass-client-credentials", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub pass_client_credentials: Option<bool>,
+
+    /// Also serve static files from the given directory under the specified prefix.
+    #[arg(short = 'w', long, global = true)]
+    pub www: Option<String>,
+    /// Prefix to serve static files under, if static file directory is specified. [default: /static/]
+    #[arg(short = 'P', long = "www-prefix", global = true)]
+    pub www_prefix: Option<String>,
+
+    /// If true, enables automatic path appending of the kube context server path to each request.
+    #[arg(long = "append-server-path", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub append_server_path: Option<bool>,
+    /// Path to the kubeconfig file to use.
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<String>,
+    /// The name of the kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// The name of the kubeconfig cluster to use.
+    #[arg(long, global = true)]
+    pub cluster: Option<String>,
+    /// The name of the kubeconfig user to use.
+    #[arg(long, global = true)]
+    pub user: Option<String>,
+    /// Apiserver URL; repeat it or separate URLs with commas for several. [default: the kubeconfig cluster's]
+    #[arg(short = 's', long, global = true)]
+    pub server: Vec<String>,
+
+    /// Log filter, like RUST_LOG (`info`, `debug`, `kprox=debug,info`). [default: info]
+    #[arg(long = "log-level", global = true)]
+    pub log_level: Option<String>,
+    /// Log format: text or json. [default: text]
+    #[arg(long = "log-format", global = true)]
+    pub log_format: Option<String>,
+}
+
+fn parse_duration(text: &str) -> Result<GoDuration, String> {
+    text.parse()
+        .map_err(|e: kprox_config::DurationError| e.to_string())
+}
+
+/// kubectl splits its regex flags on commas.
+fn regex_list(value: &Option<String>) -> Option<Vec<String>> {
+    value
+        .as_ref()
+        .map(|v| v.split(',').map(str::to_owned).collect())
+}
+
+impl ProxyFlags {
+    /// The flags the user typed, as the top configuration layer.
+    pub fn to_raw(&self) -> RawConfig {
+        let listen = RawListen {
+            address: self.address.clone(),
+            port: self.port,
+            unix_socket: self.unix_socket.clone(),
+            keepalive: self.keepalive,
+            api_prefix: self.api_prefix.clone(),
+        };
+        let filter = RawFilter {
+            accept_hosts: regex_list(&self.accept_hosts),
+            accept_paths: regex_list(&self.accept_paths),
+            reject_paths: regex_list(&self.reject_paths),
+            reject_methods: regex_list(&self.reject_methods),
+            disable: self.disable_filter,
+            pass_client_credentials: self.pass_client_credentials,
+        };
+        let www = RawWww {
+            dir: self.www.clone(),
+            prefix: self.www_prefix.clone(),
+        };
+        let kubeconfig = RawKubeconfig {
+            path: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
+            append_server_path: self.append_server_path,
+        };
+        let upstream = RawUpstream {
+            servers: (!self.server.is_empty()).then(|| self.server.clone()),
+            ..Default::default()
+        };
+        let log = RawLog {
+            level: self.log_level.clone(),
+            format: self.log_format.clone(),
+        };
+        RawConfig {
+            listen: (listen != RawListen::default()).then_some(listen),
+            filter: (filter != RawFilter::default()).then_some(filter),
+            www: (www != RawWww::default()).then_some(www),
+            kubeconfig: (kubeconfig != RawKubeconfig::default()).then_some(kubeconfig),
+            upstream: (upstream != RawUpstream::default()).then_some(upstream),
+            log: (log != RawLog::default()).then_some(log),
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! `kprox config print` and `kprox config check`.
+
+use anyhow::Context as _;
+
+use crate::cli::ProxyFlags;
+use crate::run::load_config;
+
+/// Prints the effective configuration as TOML, followed by the kubeconfig selection as
+/// comments. No secret is ever printed: the configuration holds none, and credentials are
+/// described by kind only.
+pub fn print(flags: &ProxyFlags) -> anyhow::Result<()> {
+    let config = load_config(flags)?;
+    let text = toml::to_string(&config).context("rendering the configuration")?;
+    println!("# effective kprox configuration (defaults < file < KPROX_* environment < flags)");
+    print!("{text}");
+    match kprox_auth::load(&config.kubeconfig) {
+        Ok(access) => {
+            println!("\n# kubeconfig: {}", access.source);
+            println!(
+                "#   context: {}  cluster: {}  user: {}",
+                access.context, access.cluster, access.user
+            );
+            println!(
+                "#   servers: {}",
+                crate::wiring::servers(&config, &access).join(", ")
+            );
+            println!(
+                "#   credential: {} (value redacted)",
+                access.credential.describe()
+            );
+            println!(
+                "#   client certificate: {}",
+                if access.identity.is_some() {
+                    "yes (key redacted)"
+                } else {
+                    "no"
+                }
+            );
+            println!(
+                "#   CA: {}{}",
+                access.trust.roots_source,
+                if access.trust.insecure {
+                    " (insecure-skip-tls-verify!)"
+                } else {
+                    ""
+                }
+            );
+        }
+        Err(error) => println!("\n# kubeconfig: not usable: {error}"),
+    }
+    Ok(())
+}
+
+/// Validates configuration and kubeconfig, including reading the credential files they name.
+pub fn check(flags: &ProxyFlags) -> anyhow::Result<()> {
+    let config = load_config(flags)?;
+    let access = kprox_auth::load(&config.kubeconfig)?;
+    if let kprox_auth::CredentialSpec::TokenFile(path) = &access.credential {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("tokenFile {}", path.display()))?;
+        anyhow::ensure!(
+            !token.trim().is_empty(),
+            "tokenFile {}: the file is empty",
+            path.display()
+        );
+    }
+    for server in crate::wiring::servers(&config, &access) {
+        kprox_upstream::Endpoint::parse(&server)?;
+    }
+    println!(
+        "configuration OK: context {}, cluster {}, user {}",
+        access.context, access.cluster, access.user
+    );
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! `kprox [flags]`: load config and kubeconfig, build the stack, print the startup line that
+//! scripts parse, serve until SIGINT or SIGTERM.
+
+use std::io::Write as _;
+
+use kprox_config::{Config, Sources};
+
+use crate::cli::ProxyFlags;
+use crate::wiring;
+
+/// Loads the layered configuration for these flags.
+pub fn load_config(flags: &ProxyFlags) -> anyhow::Result<Config> {
+    Ok(kprox_config::load(&Sources {
+        file: flags.config.as_deref(),
+        environment: true,
+        flags: flags.to_raw(),
+    })?)
+}
+
+/// Runs the proxy.
+pub async fn run(flags: &ProxyFlags) -> anyhow::Result<()> {
+    let config = load_config(flags)?;
+    kprox_telemetry::init_logging(&config.log)?;
+    let access = kprox_auth::load(&config.kubeconfig)?;
+    serve(&config, &access).await
+}
+
+/// Builds the stack for `access`, binds, announces and serves until a signal.
+pub async fn serve(config: &Config, access: &kprox_auth::ClusterAccess) -> anyhow::Result<()> {
+    let stack = wiring::build(config, access).await?;
+    if config.filter.disable {
+        tracing::warn!(
+            "request filter is disabled, this is dangerous: any web page you visit can use your cluster credentials (XSRF)"
+        );
+    }
+    let listener = wiring::bind(config).await?;
+    // kubectl proxy's exact line; scripts parse it to learn the port.
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "Starting to serve on {}", listener.describe())?;
+    stdout.flush()?;
+    tracing::info!(address = %listener.describe(), "serving");
+    kprox_listener::serve(
+        listener,
+        stack.proxy,
+        stack.serve_settings,
+        shutdown_signal(),
+    )
+    .await;
+    if let Some(path) = &config.listen.unix_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

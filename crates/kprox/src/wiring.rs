@@ -1,0 +1,140 @@
+//! Assembles kprox from its validated configuration: kubeconfig → credentials and TLS →
+//! upstream → request path → listener. The whole stack is built here, in one readable place.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use kprox_auth::{ClusterAccess, CredentialSpec, Credentials};
+use kprox_config::Config;
+use kprox_listener::{ForwardSettings, Forwarder, Handler, Listener, ProxyBody, ServeSettings};
+use kprox_upstream::{ConnectSettings, TlsSettings, Upstream, UpstreamSettings};
+use tokio::net::TcpListener;
+
+/// The handler of every client request.
+#[derive(Debug)]
+pub struct Proxy {
+    forwarder: Forwarder,
+}
+
+impl Handler for Proxy {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: Option<IpAddr>,
+    ) -> Response<ProxyBody> {
+        self.forwarder.forward(request, client).await
+    }
+}
+
+/// Everything built and ready to serve.
+#[derive(Debug)]
+pub struct Stack {
+    pub proxy: Arc<Proxy>,
+    pub serve_settings: ServeSettings,
+}
+
+/// The apiserver URLs: configured ones, else the kubeconfig cluster's server.
+pub fn servers(config: &Config, access: &ClusterAccess) -> Vec<String> {
+    if config.upstream.servers.is_empty() {
+        vec![access.server.clone()]
+    } else {
+        config.upstream.servers.clone()
+    }
+}
+
+/// Builds the upstream and the request path.
+pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<Stack> {
+    let servers = servers(config, access);
+    let plain_http = servers.iter().any(|s| s.starts_with("http://"));
+    if access.trust.insecure {
+        tracing::warn!(
+            cluster = %access.cluster,
+            "insecure-skip-tls-verify is set: the apiserver's identity is NOT verified and anyone on the network path can read and change your traffic, credentials included"
+        );
+    }
+    // Credentials never travel in clear text.
+    let credentials = if plain_http {
+        if !matches!(access.credential, CredentialSpec::None) || access.identity.is_some() {
+            tracing::warn!(
+                "the apiserver URL is plain http://: kprox will not send credentials to it"
+            );
+        }
+        Credentials::none()
+    } else {
+        Credentials::start(&access.credential)
+            .await
+            .context("loading credentials")?
+    };
+    tracing::info!(
+        context = %access.context, cluster = %access.cluster, user = %access.user,
+        credential = credentials.describe(), client_certificate = access.identity.is_some(),
+        servers = ?servers, "upstream selected"
+    );
+
+    let tls = (!plain_http).then(|| TlsSettings {
+        roots: access.trust.roots.clone(),
+        server_name: access.trust.server_name.clone(),
+        insecure: access.trust.insecure,
+        identity: access
+            .identity
+            .as_ref()
+            .map(|i| (i.chain.clone(), i.key.expose().clone_key())),
+    });
+    let upstream_config = &config.upstream;
+    let upstream = Upstream::new(UpstreamSettings {
+        servers,
+        tls,
+        connect: ConnectSettings {
+            connect_timeout: upstream_config.connect_timeout.get(),
+            tls_handshake_timeout: upstream_config.tls_handshake_timeout.get(),
+            keepalive_interval: (!upstream_config.keepalive_interval.is_zero())
+                .then(|| upstream_config.keepalive_interval.get()),
+            keepalive_timeout: upstream_config.keepalive_timeout.get(),
+        },
+        max_streams_per_connection: usize::try_from(upstream_config.max_streams_per_connection)
+            .unwrap_or(usize::MAX),
+        idle_timeout: upstream_config.idle_timeout.get(),
+    })
+    .context("setting up the upstream")?;
+
+    let forward = ForwardSettings {
+        api_prefix: config.listen.api_prefix.clone(),
+        server_path: if config.kubeconfig.append_server_path {
+            upstream.base_path().to_owned()
+        } else {
+            String::new()
+        },
+        pass_client_credentials: config.filter.pass_client_credentials,
+    };
+    if forward.pass_client_credentials {
+        tracing::warn!(
+            "pass-client-credentials is on: clients' own Authorization and Impersonate-* headers reach the apiserver"
+        );
+    }
+    let proxy = Arc::new(Proxy {
+        forwarder: Forwarder::new(upstream.clone(), credentials, forward),
+    });
+    let serve_settings = ServeSettings {
+        keepalive: (!config.listen.keepalive.is_zero()).then(|| config.listen.keepalive.get()),
+        header_read_timeout: std::time::Duration::from_secs(30),
+    };
+    Ok(Stack {
+        proxy,
+        serve_settings,
+    })
+}
+
+/// Binds the configured TCP address or unix socket.
+pub async fn bind(config: &Config) -> anyhow::Result<Listener> {
+    if let Some(path) = &config.listen.unix_socket {
+        return crate::unix_socket::bind(path).await;
+    }
+    let addr = SocketAddr::new(config.listen.address, config.listen.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    Ok(Listener::Tcp(listener))
+}
