@@ -1,0 +1,190 @@
+//! Shared helpers for kprox's end-to-end tests: a fake cluster with a kubeconfig, the kprox
+//! binary started as a real process, and the real clients (curl, wget, kubectl, python) run
+//! against it. A missing client is a test failure, never a skip.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kprox_testkit::{FakeApiServer, FakeOptions, KubeconfigBuilder};
+
+/// The token the fake cluster accepts and the kubeconfig carries.
+pub const TOKEN: &str = "e2e-token-7f3a9c";
+
+/// A fake apiserver and a kubeconfig that reaches it with a token.
+pub struct Cluster {
+    pub server: FakeApiServer,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    pub async fn start() -> Self {
+        Self::start_with(FakeOptions::default()).await
+    }
+
+    pub async fn start_with(options: FakeOptions) -> Self {
+        let server = FakeApiServer::start(FakeOptions { tokens: vec![TOKEN.into()], ..options }).await.expect("fake apiserver starts");
+        for pod in ["alpha", "beta"] {
+            server.store().add_pod("default", pod).expect("seed pod");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        KubeconfigBuilder::new()
+            .cluster("fake", &server.url(), &server.ca_pem())
+            .user_token("e2e", TOKEN)
+            .context("fake", "fake", "e2e")
+            .current("fake")
+            .write(&kubeconfig)
+            .expect("write kubeconfig");
+        Self { server, dir, kubeconfig }
+    }
+
+    pub fn kubeconfig_arg(&self) -> String {
+        self.kubeconfig.display().to_string()
+    }
+}
+
+/// A running kprox process; killed when dropped.
+pub struct Kprox {
+    pub child: Child,
+    /// `127.0.0.1:PORT` from the startup line.
+    pub address: String,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Kprox {
+    /// Starts `kprox --port 0 ARGS...` and waits for `Starting to serve on ...`.
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kprox"));
+        command.args(["--port", "0"]).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.env_remove("KUBECONFIG").env_remove("RUST_LOG");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("kprox starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let out = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(out).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        let Some(address) = first.strip_prefix("Starting to serve on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("kprox did not start: stdout {first:?}, stderr {}", stderr.lock().unwrap_or_else(|p| p.into_inner()));
+        };
+        let address = address.to_owned();
+        // Keep draining stdout so kprox never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, address, stderr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Kprox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fails the test loudly when a client the test needs is not installed.
+pub fn require_tool(tool: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(tool)).find(|p| p.is_file()));
+    found.unwrap_or_else(|| panic!("`{tool}` is required by this test but is not installed; run .ci/run (or the README's test command), which installs it"))
+}
+
+/// Runs a command to completion with a timeout, returning its output.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    run_with_env(program, args, &[])
+}
+
+pub fn run_with_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let path = require_tool(program);
+    let mut command = Command::new(path);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    wait_with_timeout(child, Duration::from_secs(60), program)
+}
+
+fn wait_with_timeout(mut child: Child, timeout: Duration, what: &str) -> Output {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().expect("output");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("output");
+            panic!("{what} timed out; stdout {}, stderr {}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// stdout as text, asserting success.
+pub fn ok_stdout(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}): stdout {} stderr {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A kubectl invocation against kprox, with its own discovery cache.
+pub fn kubectl(kprox: &Kprox, cache: &Path, args: &[&str]) -> Output {
+    let server = kprox.url("");
+    let cache = cache.display().to_string();
+    let mut full = vec!["--server", &server, "--cache-dir", &cache, "--request-timeout", "20s"];
+    full.extend_from_slice(args);
+    // An empty KUBECONFIG directory keeps the developer's own config out of the test.
+    run_with_env("kubectl", &full, &[("KUBECONFIG", "/dev/null")])
+}
+
+/// Peak resident memory (VmHWM) and current (VmRSS) of a process, in KiB.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
