@@ -28,7 +28,12 @@ impl Cluster {
     }
 
     pub async fn start_with(options: FakeOptions) -> Self {
-        let server = FakeApiServer::start(FakeOptions { tokens: vec![TOKEN.into()], ..options }).await.expect("fake apiserver starts");
+        let server = FakeApiServer::start(FakeOptions {
+            tokens: vec![TOKEN.into()],
+            ..options
+        })
+        .await
+        .expect("fake apiserver starts");
         for pod in ["alpha", "beta"] {
             server.store().add_pod("default", pod).expect("seed pod");
         }
@@ -41,7 +46,11 @@ impl Cluster {
             .current("fake")
             .write(&kubeconfig)
             .expect("write kubeconfig");
-        Self { server, dir, kubeconfig }
+        Self {
+            server,
+            dir,
+            kubeconfig,
+        }
     }
 
     pub fn kubeconfig_arg(&self) -> String {
@@ -65,7 +74,12 @@ impl Kprox {
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kprox"));
-        command.args(["--port", "0"]).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(["--port", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         command.env_remove("KUBECONFIG").env_remove("RUST_LOG");
         for (k, v) in env {
             command.env(k, v);
@@ -88,12 +102,19 @@ impl Kprox {
             let _ = child.kill();
             let _ = child.wait();
             std::thread::sleep(Duration::from_millis(100));
-            panic!("kprox did not start: stdout {first:?}, stderr {}", stderr.lock().unwrap_or_else(|p| p.into_inner()));
+            panic!(
+                "kprox did not start: stdout {first:?}, stderr {}",
+                stderr.lock().unwrap_or_else(|p| p.into_inner())
+            );
         };
         let address = address.to_owned();
         // Keep draining stdout so kprox never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { child, address, stderr }
+        Self {
+            child,
+            address,
+            stderr,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -105,7 +126,10 @@ impl Kprox {
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -118,7 +142,11 @@ impl Drop for Kprox {
 
 /// Fails the test loudly when a client the test needs is not installed.
 pub fn require_tool(tool: &str) -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(tool)).find(|p| p.is_file()));
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    });
     found.unwrap_or_else(|| panic!("`{tool}` is required by this test but is not installed; run .ci/run (or the README's test command), which installs it"))
 }
 
@@ -130,11 +158,17 @@ pub fn run(program: &str, args: &[&str]) -> Output {
 pub fn run_with_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let path = require_tool(program);
     let mut command = Command::new(path);
-    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         command.env(k, v);
     }
-    let child = command.spawn().unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
     wait_with_timeout(child, Duration::from_secs(60), program)
 }
 
@@ -147,7 +181,11 @@ fn wait_with_timeout(mut child: Child, timeout: Duration, what: &str) -> Output 
         if Instant::now() > deadline {
             let _ = child.kill();
             let output = child.wait_with_output().expect("output");
-            panic!("{what} timed out; stdout {}, stderr {}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+            panic!(
+                "{what} timed out; stdout {}, stderr {}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -169,7 +207,14 @@ pub fn ok_stdout(output: &Output, what: &str) -> String {
 pub fn kubectl(kprox: &Kprox, cache: &Path, args: &[&str]) -> Output {
     let server = kprox.url("");
     let cache = cache.display().to_string();
-    let mut full = vec!["--server", &server, "--cache-dir", &cache, "--request-timeout", "20s"];
+    let mut full = vec![
+        "--server",
+        &server,
+        "--cache-dir",
+        &cache,
+        "--request-timeout",
+        "20s",
+    ];
     full.extend_from_slice(args);
     // An empty KUBECONFIG directory keeps the developer's own config out of the test.
     run_with_env("kubectl", &full, &[("KUBECONFIG", "/dev/null")])

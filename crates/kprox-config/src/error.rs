@@ -75,8 +75,8 @@ impl ConfigError {
                 )
             }
             Kind::InvalidType(actual, expected) => (
-                format!("found {actual}, expected {expected}"),
-                format!("write a {expected}"),
+                format!("found {actual}, expected {}", plain(expected)),
+                format!("write {}", plain(expected)),
             ),
             Kind::InvalidValue(actual, expected) => (
                 format!("invalid value {actual}, expected {expected}"),
@@ -109,12 +109,27 @@ pub(crate) fn origin_of(
     match &metadata.source {
         Some(figment::Source::File(file)) => file.display().to_string(),
         _ if metadata.name.contains("environment") => {
-            let profile = profile.clone().unwrap_or_default();
+            let _ = profile;
+            let name: Vec<String> = path.iter().map(|p| p.to_ascii_uppercase()).collect();
             format!(
-                "environment variable {}",
-                metadata.interpolate(&profile, path)
+                "environment variable {}{}",
+                crate::ENV_PREFIX,
+                name.join("__")
             )
         }
         _ => metadata.name.to_string(),
+    }
+}
+
+/// Serde's type names in words a user reads.
+fn plain(expected: &str) -> String {
+    match expected {
+        "u16" => "a whole number from 0 to 65535".to_owned(),
+        "u32" => "a whole number".to_owned(),
+        "a boolean" | "bool" => "true or false".to_owned(),
+        "a sequence" => "a list such as [\"a\", \"b\"]".to_owned(),
+        other => format!("a {other}")
+            .replace("a a ", "a ")
+            .replace("a an ", "an "),
     }
 }

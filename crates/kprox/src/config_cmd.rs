@@ -51,8 +51,9 @@ pub fn print(flags: &ProxyFlags) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Validates configuration and kubeconfig, including reading the credential files they name.
-pub fn check(flags: &ProxyFlags) -> anyhow::Result<()> {
+/// Validates configuration and kubeconfig, reads the credential files they name, and asks
+/// each apiserver for `/version` so that a wrong CA or a dead server shows up now.
+pub async fn check(flags: &ProxyFlags) -> anyhow::Result<()> {
     let config = load_config(flags)?;
     let access = kprox_auth::load(&config.kubeconfig)?;
     if let kprox_auth::CredentialSpec::TokenFile(path) = &access.credential {
@@ -66,6 +67,22 @@ pub fn check(flags: &ProxyFlags) -> anyhow::Result<()> {
     }
     for server in crate::wiring::servers(&config, &access) {
         kprox_upstream::Endpoint::parse(&server)?;
+        let mut one = config.clone();
+        one.upstream.servers = vec![server.clone()];
+        let stack = crate::wiring::build(&one, &access).await?;
+        let status = stack
+            .probe("/version")
+            .await
+            .map_err(|e| anyhow::anyhow!("{server}: {e}"))?;
+        anyhow::ensure!(
+            status.is_success() || status.as_u16() == 401 || status.as_u16() == 403,
+            "{server}: GET /version answered {status}"
+        );
+        anyhow::ensure!(
+            status.as_u16() != 401,
+            "{server}: the apiserver rejected kprox's credentials (401); fix: check the kubeconfig user"
+        );
+        println!("{server}: reachable, certificate verified, GET /version {status}");
     }
     println!(
         "configuration OK: context {}, cluster {}, user {}",

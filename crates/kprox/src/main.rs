@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             None => run::run(&cli.flags).await,
             Some(Command::Demo) => demo::run(&cli.flags).await,
             Some(Command::Config(ConfigCommand::Print)) => config_cmd::print(&cli.flags),
-            Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(&cli.flags),
+            Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(&cli.flags).await,
         }
     });
     match result {

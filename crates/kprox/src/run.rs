@@ -33,19 +33,14 @@ pub async fn serve(config: &Config, access: &kprox_auth::ClusterAccess) -> anyho
             "request filter is disabled, this is dangerous: any web page you visit can use your cluster credentials (XSRF)"
         );
     }
+    let shutdown = shutdown_signal()?;
     let listener = wiring::bind(config).await?;
     // kubectl proxy's exact line; scripts parse it to learn the port.
     let mut stdout = std::io::stdout();
     writeln!(stdout, "Starting to serve on {}", listener.describe())?;
     stdout.flush()?;
     tracing::info!(address = %listener.describe(), "serving");
-    kprox_listener::serve(
-        listener,
-        stack.proxy,
-        stack.serve_settings,
-        shutdown_signal(),
-    )
-    .await;
+    kprox_listener::serve(listener, stack.proxy, stack.serve_settings, shutdown).await;
     if let Some(path) = &config.listen.unix_socket {
         let _ = std::fs::remove_file(path);
     }
@@ -53,19 +48,17 @@ pub async fn serve(config: &Config, access: &kprox_auth::ClusterAccess) -> anyho
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
+/// Registers for SIGINT and SIGTERM now (so a signal right after the startup line is not
+/// lost) and returns a future that resolves on the first of them.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }

@@ -33,6 +33,8 @@ impl Handler for Proxy {
 #[derive(Debug)]
 pub struct Stack {
     pub proxy: Arc<Proxy>,
+    pub upstream: Arc<Upstream>,
+    pub credentials: Credentials,
     pub serve_settings: ServeSettings,
 }
 
@@ -114,6 +116,7 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
             "pass-client-credentials is on: clients' own Authorization and Impersonate-* headers reach the apiserver"
         );
     }
+    let probe_credentials = credentials.clone();
     let proxy = Arc::new(Proxy {
         forwarder: Forwarder::new(upstream.clone(), credentials, forward),
     });
@@ -123,6 +126,8 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
     };
     Ok(Stack {
         proxy,
+        upstream,
+        credentials: probe_credentials,
         serve_settings,
     })
 }
@@ -137,4 +142,23 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listener> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     Ok(Listener::Tcp(listener))
+}
+
+impl Stack {
+    /// Sends `GET path` with kprox's credentials and returns the status (for `config check`).
+    pub async fn probe(
+        &self,
+        path: &str,
+    ) -> Result<http::StatusCode, kprox_upstream::UpstreamError> {
+        use http_body_util::BodyExt as _;
+        let mut request = Request::get(path)
+            .body(
+                http_body_util::Empty::<bytes::Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .unwrap_or_default();
+        kprox_auth::inject(request.headers_mut(), &self.credentials.snapshot());
+        self.upstream.send(request).await.map(|r| r.status())
+    }
 }

@@ -1,0 +1,412 @@
+//! kprox's command line as users and scripts meet it: the startup line, layered configuration,
+//! `config print|check`, bad input, unix sockets, the API prefix, and signals.
+
+mod support;
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::process::{Command, Output, Stdio};
+
+use support::{Cluster, Kprox, TOKEN, ok_stdout, run};
+
+/// Runs kprox to completion (for subcommands and failing starts).
+fn kprox(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kprox"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("KUBECONFIG")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("kprox runs")
+}
+
+/// Asserts a failed run with exactly one line on stderr, and returns that line.
+fn one_line_error(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "expected failure; stdout {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr)
+        .trim_end()
+        .to_owned();
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one error line, got:\n{stderr}"
+    );
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_startup_line_reports_the_real_port() {
+    let cluster = Cluster::start().await;
+    let kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg()]);
+    let (ip, port) = kprox.address.rsplit_once(':').expect("ip:port");
+    assert_eq!(ip, "127.0.0.1");
+    assert_ne!(port.parse::<u16>().expect("numeric port"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_overrides_the_file_and_flags_override_both() {
+    let cluster = Cluster::start().await;
+    let config = cluster.dir.path().join("kprox.toml");
+    std::fs::write(&config, "[listen]\naddress = \"127.0.0.2\"\n").expect("write");
+    let file_only = Kprox::start(&[
+        "--kubeconfig",
+        &cluster.kubeconfig_arg(),
+        "--config",
+        &config.display().to_string(),
+    ]);
+    assert!(
+        file_only.address.starts_with("127.0.0.2:"),
+        "{}",
+        file_only.address
+    );
+    let env = Kprox::start_with_env(
+        &[
+            "--kubeconfig",
+            &cluster.kubeconfig_arg(),
+            "--config",
+            &config.display().to_string(),
+        ],
+        &[("KPROX_LISTEN__ADDRESS", "127.0.0.3")],
+    );
+    assert!(env.address.starts_with("127.0.0.3:"), "{}", env.address);
+    let flag = Kprox::start_with_env(
+        &[
+            "--kubeconfig",
+            &cluster.kubeconfig_arg(),
+            "--config",
+            &config.display().to_string(),
+            "--address",
+            "127.0.0.4",
+        ],
+        &[("KPROX_LISTEN__ADDRESS", "127.0.0.3")],
+    );
+    assert!(flag.address.starts_with("127.0.0.4:"), "{}", flag.address);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_print_shows_the_effective_config_without_secrets() {
+    let cluster = Cluster::start().await;
+    let output = kprox(
+        &[
+            "config",
+            "print",
+            "--kubeconfig",
+            &cluster.kubeconfig_arg(),
+            "--port",
+            "9123",
+        ],
+        &[("KPROX_LOG__LEVEL", "debug")],
+    );
+    let text = ok_stdout(&output, "config print");
+    assert!(text.contains("port = 9123"), "{text}");
+    assert!(text.contains("level = \"debug\""), "{text}");
+    assert!(
+        text.contains("credential: bearer token (value redacted)"),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN), "the token leaked into config print");
+    // The printed configuration is itself a valid configuration file.
+    let body: String = text
+        .lines()
+        .take_while(|l| !l.starts_with("# kubeconfig"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = cluster.dir.path().join("printed.toml");
+    std::fs::write(&file, body).expect("write");
+    let again = kprox(
+        &[
+            "config",
+            "print",
+            "--kubeconfig",
+            &cluster.kubeconfig_arg(),
+            "--config",
+            &file.display().to_string(),
+        ],
+        &[],
+    );
+    assert!(ok_stdout(&again, "reprint").contains("port = 9123"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_check_accepts_a_good_setup_and_reaches_the_apiserver() {
+    let cluster = Cluster::start().await;
+    let text = ok_stdout(
+        &kprox(
+            &["config", "check", "--kubeconfig", &cluster.kubeconfig_arg()],
+            &[],
+        ),
+        "config check",
+    );
+    assert!(text.contains("configuration OK"), "{text}");
+    assert!(text.contains("certificate verified"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ca_that_does_not_match_is_a_clear_error() {
+    let cluster = Cluster::start().await;
+    let other = kprox_testkit::TestPki::new("not-the-cluster-ca").expect("pki");
+    let path = cluster.dir.path().join("wrong-ca");
+    kprox_testkit::KubeconfigBuilder::new()
+        .cluster("fake", &cluster.server.url(), &other.ca_pem())
+        .user_token("u", TOKEN)
+        .context("c", "fake", "u")
+        .current("c")
+        .write(&path)
+        .expect("write");
+    let line = one_line_error(&kprox(
+        &[
+            "config",
+            "check",
+            "--kubeconfig",
+            &path.display().to_string(),
+        ],
+        &[],
+    ));
+    assert!(line.starts_with("error: "), "{line}");
+    assert!(
+        line.contains("TLS handshake failed") && line.contains("certificate"),
+        "{line}"
+    );
+    assert_eq!(
+        cluster.server.request_count(),
+        0,
+        "nothing may be sent to an unverified server"
+    );
+
+    // Serving, the same mismatch answers a 502 Status naming the cause.
+    let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string()]);
+    let text = ok_stdout(
+        &run(
+            "curl",
+            &["-sS", "-w", "\n%{http_code}", &kprox.url("/version")],
+        ),
+        "curl",
+    );
+    assert!(text.ends_with("\n502"), "{text}");
+    assert!(
+        text.contains("UnknownIssuer") || text.contains("certificate"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_kubeconfig_is_a_one_line_error() {
+    let line = one_line_error(&kprox(&["--kubeconfig", "/nonexistent/kubeconfig"], &[]));
+    assert_eq!(
+        line,
+        "error: /nonexistent/kubeconfig: cannot load kubeconfig: the file does not exist"
+    );
+}
+
+#[test]
+fn no_kubeconfig_at_all_says_how_to_give_one() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let line = one_line_error(&kprox(&[], &[("HOME", &home.path().display().to_string())]));
+    assert!(
+        line.contains("no kubeconfig found") && line.contains("--kubeconfig"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_context_names_it_and_the_choices() {
+    let cluster = Cluster::start().await;
+    let line = one_line_error(&kprox(
+        &[
+            "--kubeconfig",
+            &cluster.kubeconfig_arg(),
+            "--context",
+            "nope",
+        ],
+        &[],
+    ));
+    assert!(
+        line.contains("context \"nope\" not found; fix: use one of: fake"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_malformed_toml_file_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[listen\nport = 1\n").expect("write");
+    let line = one_line_error(&kprox(
+        &["--config", &path.display().to_string(), "config", "check"],
+        &[],
+    ));
+    assert!(
+        line.starts_with(&format!("error: {}", path.display())),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_unknown_key_names_the_file_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("typo.toml");
+    std::fs::write(&path, "[upstream]\nconect_timeout = \"1s\"\n").expect("write");
+    let line = one_line_error(&kprox(
+        &["--config", &path.display().to_string(), "config", "check"],
+        &[],
+    ));
+    assert!(
+        line.contains(&format!(
+            "{}: key `upstream.conect_timeout`: unknown key; fix:",
+            path.display()
+        )),
+        "{line}"
+    );
+    assert!(line.contains("connect_timeout"), "{line}");
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let line = one_line_error(&kprox(
+        &["config", "check"],
+        &[("KPROX_LISTEN__PORT", "eighty")],
+    ));
+    assert!(line.contains("KPROX_LISTEN__PORT"), "{line}");
+}
+
+#[test]
+fn a_unix_socket_with_a_custom_port_is_refused() {
+    let line = one_line_error(&kprox(
+        &[
+            "--unix-socket",
+            "/tmp/kprox-never.sock",
+            "--port",
+            "9000",
+            "config",
+            "check",
+        ],
+        &[],
+    ));
+    assert!(line.contains("listen.unix_socket"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unix_socket_is_private_replaces_a_stale_one_and_serves_curl() {
+    let cluster = Cluster::start().await;
+    let socket = cluster.dir.path().join("kprox.sock");
+    // A stale socket left by a dead process.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kprox"))
+        .args([
+            "--kubeconfig",
+            &cluster.kubeconfig_arg(),
+            "--unix-socket",
+            &socket.display().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("line");
+    assert_eq!(
+        line.trim_end(),
+        format!("Starting to serve on {}", socket.display())
+    );
+    let meta = std::fs::metadata(&socket).expect("socket exists");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let pods = ok_stdout(
+        &run(
+            "curl",
+            &[
+                "-sS",
+                "--fail",
+                "--unix-socket",
+                &socket.display().to_string(),
+                "http://localhost/api/v1/namespaces/default/pods",
+            ],
+        ),
+        "curl",
+    );
+    assert!(pods.contains("alpha"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_prefix_is_stripped_and_paths_outside_it_are_404() {
+    let cluster = Cluster::start().await;
+    let kprox = Kprox::start(&[
+        "--kubeconfig",
+        &cluster.kubeconfig_arg(),
+        "--api-prefix",
+        "/k8s",
+    ]);
+    let text = ok_stdout(
+        &run(
+            "curl",
+            &[
+                "-sS",
+                "--fail",
+                &kprox.url("/k8s/api/v1/namespaces/default/pods/alpha"),
+            ],
+        ),
+        "curl",
+    );
+    assert!(text.contains("\"alpha\""));
+    assert_eq!(
+        cluster
+            .server
+            .requests_to("/api/v1/namespaces/default/pods/alpha")
+            .len(),
+        1
+    );
+    let outside = ok_stdout(
+        &run(
+            "curl",
+            &[
+                "-sS",
+                "-w",
+                "\n%{http_code}",
+                &kprox.url("/api/v1/namespaces/default/pods"),
+            ],
+        ),
+        "curl",
+    );
+    assert!(outside.ends_with("\n404"), "{outside}");
+    assert!(outside.contains("\"kind\":\"Status\""), "{outside}");
+    let lookalike = ok_stdout(
+        &run(
+            "curl",
+            &[
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &kprox.url("/k8sfoo/api"),
+            ],
+        ),
+        "curl",
+    );
+    assert_eq!(lookalike, "404");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_kprox_cleanly() {
+    let cluster = Cluster::start().await;
+    let mut kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg()]);
+    let status = Command::new("kill")
+        .args(["-TERM", &kprox.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = kprox.child.wait().expect("wait");
+    assert!(exit.success(), "exit status {exit}");
+}
