@@ -22,7 +22,7 @@ pub struct ChannelBody {
 
 impl ChannelBody {
     /// A body and the sender that feeds it; dropping the sender ends the body cleanly.
-    pub fn new(depth: usize) -> (mpsc::Sender<Result<Bytes, std::io::Error>>, Body) {
+    pub fn channel(depth: usize) -> (mpsc::Sender<Result<Bytes, std::io::Error>>, Body) {
         let (tx, rx) = mpsc::channel(depth);
         (tx, Self { rx }.boxed())
     }

@@ -266,7 +266,7 @@ fn list_response(value: Value, cut: bool) -> Response<Body> {
 }
 
 fn cut_stream(first: Bytes, content_type: &'static str) -> Response<Body> {
-    let (tx, body) = ChannelBody::new(2);
+    let (tx, body) = ChannelBody::channel(2);
     tokio::spawn(async move {
         let _ = tx.send(Ok(first)).await;
         // Give the bytes time to leave before the break.
@@ -291,7 +291,7 @@ fn blob(query: &str, cut: bool) -> Response<Body> {
         .unwrap_or(1 << 20);
     let limit = if cut { total / 2 } else { total };
     let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
-    let (tx, body) = ChannelBody::new(4);
+    let (tx, body) = ChannelBody::channel(4);
     tokio::spawn(async move {
         let mut sent = 0u64;
         while sent < limit {
@@ -378,7 +378,7 @@ fn watch(ctx: &RouteContext, target: &Target, query: &str, as_table: bool) -> Re
             (events, rv)
         }
     };
-    let (tx, body) = ChannelBody::new(64);
+    let (tx, body) = ChannelBody::channel(64);
     let encode = move |event: &Event| {
         let object = if as_table {
             table::table(

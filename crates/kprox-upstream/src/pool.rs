@@ -251,7 +251,7 @@ impl EndpointPool {
                 };
                 let failure = UpstreamError::new(ErrorKind::Protocol, sent, chain(error.error()))
                     .at(self.endpoint.url());
-                Err((failure, unsent.map(|r| origin_form(r))))
+                Err((failure, unsent.map(origin_form)))
             }
         }
     }
