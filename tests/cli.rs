@@ -410,3 +410,92 @@ async fn sigterm_stops_kprox_cleanly() {
     let exit = kprox.child.wait().expect("wait");
     assert!(exit.success(), "exit status {exit}");
 }
+
+#[test]
+fn the_demo_serves_three_simulated_apiservers_to_curl_and_kubectl() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kprox"))
+        .args(["demo", "--port", "0"])
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("demo starts");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("line");
+    let address = line
+        .trim_end()
+        .strip_prefix("Starting to serve on ")
+        .unwrap_or_else(|| panic!("startup line: {line:?}"))
+        .to_owned();
+    let pods = ok_stdout(
+        &run(
+            "curl",
+            &[
+                "-sS",
+                "--fail",
+                &format!("http://{address}/api/v1/namespaces/default/pods"),
+            ],
+        ),
+        "curl",
+    );
+    for name in ["web-0", "web-1", "db-0"] {
+        assert!(pods.contains(name), "{pods}");
+    }
+    let cache = tempfile::tempdir().expect("cache");
+    let out = support::run_with_env(
+        "kubectl",
+        &[
+            "--server",
+            &format!("http://{address}"),
+            "--cache-dir",
+            &cache.path().display().to_string(),
+            "get",
+            "pods",
+        ],
+        &[("KUBECONFIG", "/dev/null")],
+    );
+    assert!(ok_stdout(&out, "kubectl").contains("web-0"));
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("demo output");
+    let hints = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        hints.contains(&format!("curl http://{address}/version")),
+        "{hints}"
+    );
+    assert!(
+        hints.contains("127.0.0.2") && hints.contains("127.0.0.3"),
+        "{hints}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn insecure_skip_tls_verify_works_and_warns_loudly() {
+    let cluster = Cluster::start().await;
+    let path = cluster.dir.path().join("insecure");
+    kprox_testkit::KubeconfigBuilder::new()
+        .insecure_cluster("fake", &cluster.server.url())
+        .user_token("u", TOKEN)
+        .context("c", "fake", "u")
+        .current("c")
+        .write(&path)
+        .expect("write");
+    let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string()]);
+    ok_stdout(
+        &run(
+            "curl",
+            &["-sS", "--fail", "-o", "/dev/null", &kprox.url("/version")],
+        ),
+        "curl",
+    );
+    let stderr = kprox.stderr();
+    assert!(
+        stderr.contains("WARN")
+            && stderr.contains("insecure-skip-tls-verify")
+            && stderr.contains("NOT verified"),
+        "{stderr}"
+    );
+}

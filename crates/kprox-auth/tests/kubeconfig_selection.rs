@@ -124,3 +124,34 @@ fn an_unsupported_exec_plugin_is_refused_not_ignored() {
         "{message}"
     );
 }
+
+#[test]
+fn client_certificate_files_are_read_relative_to_the_kubeconfig() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = TestPki::new("ca").expect("pki");
+    let client = pki.client_cert("dave", &[]).expect("cert");
+    std::fs::write(dir.path().join("dave.crt"), &client.cert_pem).expect("cert");
+    std::fs::write(dir.path().join("dave.key"), &client.key_pem).expect("key");
+    let path = dir.path().join("config");
+    KubeconfigBuilder::new()
+        .cluster("c", "https://127.0.0.1:6443", &pki.ca_pem())
+        .user_cert_files("dave", "dave.crt", "dave.key")
+        .context("c", "c", "dave")
+        .current("c")
+        .write(&path)
+        .expect("write");
+    let identity = load(&selection(&path))
+        .expect("loads")
+        .identity
+        .expect("identity");
+    assert_eq!(identity.chain[0], client.cert_der());
+
+    std::fs::remove_file(dir.path().join("dave.key")).expect("remove key");
+    let message = load(&selection(&path))
+        .expect_err("key missing")
+        .to_string();
+    assert!(
+        message.contains("client-key") && message.contains("dave.key"),
+        "{message}"
+    );
+}

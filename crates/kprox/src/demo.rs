@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use kprox_testkit::{FakeApiServer, FakeOptions, KubeconfigBuilder, Store, TestPki};
 
 use crate::cli::ProxyFlags;
-use crate::run::{load_config, serve};
+use crate::run::{load_config, serve_then};
 
 const DEMO_TOKEN: &str = "kprox-demo-token";
 
@@ -52,19 +52,25 @@ pub async fn run(flags: &ProxyFlags) -> anyhow::Result<()> {
         config.upstream.servers = servers.iter().map(FakeApiServer::url).collect();
     }
     let access = kprox_auth::load(&config.kubeconfig)?;
-    let port = config.listen.port;
-    eprintln!(
-        "kprox demo: simulated apiservers at {}",
-        config.upstream.servers.join(", ")
-    );
-    eprintln!("try, in another terminal:");
-    eprintln!("  curl http://127.0.0.1:{port}/version");
-    eprintln!("  curl http://127.0.0.1:{port}/api/v1/namespaces/default/pods");
-    eprintln!("  curl -N 'http://127.0.0.1:{port}/api/v1/namespaces/default/pods?watch=1'");
-    eprintln!("  kubectl --server http://127.0.0.1:{port} get pods");
-    eprintln!(
-        "  kubectl --server http://127.0.0.1:{port} create configmap hello --from-literal=greeting=hi"
-    );
-    eprintln!("stop with Ctrl-C");
-    serve(&config, &access).await
+    let upstreams = config.upstream.servers.join(", ");
+    serve_then(&config, &access, |address| {
+        let base = if address.starts_with('/') {
+            format!("--unix-socket {address} http://localhost")
+        } else {
+            format!("http://{address}")
+        };
+        eprintln!("kprox demo: simulated apiservers at {upstreams}");
+        eprintln!("try, in another terminal:");
+        eprintln!("  curl {base}/version");
+        eprintln!("  curl {base}/api/v1/namespaces/default/pods");
+        eprintln!("  curl -N '{base}/api/v1/namespaces/default/pods?watch=1'");
+        if !address.starts_with('/') {
+            eprintln!("  kubectl --server {base} get pods");
+            eprintln!(
+                "  kubectl --server {base} create configmap hello --from-literal=greeting=hi"
+            );
+        }
+        eprintln!("stop with Ctrl-C");
+    })
+    .await
 }

@@ -27,6 +27,15 @@ pub async fn run(flags: &ProxyFlags) -> anyhow::Result<()> {
 
 /// Builds the stack for `access`, binds, announces and serves until a signal.
 pub async fn serve(config: &Config, access: &kprox_auth::ClusterAccess) -> anyhow::Result<()> {
+    serve_then(config, access, |_| {}).await
+}
+
+/// Like [`serve`], calling `on_serving` with the bound address once the startup line is out.
+pub async fn serve_then(
+    config: &Config,
+    access: &kprox_auth::ClusterAccess,
+    on_serving: impl FnOnce(&str),
+) -> anyhow::Result<()> {
     let stack = wiring::build(config, access).await?;
     if config.filter.disable {
         tracing::warn!(
@@ -39,6 +48,7 @@ pub async fn serve(config: &Config, access: &kprox_auth::ClusterAccess) -> anyho
     let mut stdout = std::io::stdout();
     writeln!(stdout, "Starting to serve on {}", listener.describe())?;
     stdout.flush()?;
+    on_serving(&listener.describe());
     tracing::info!(address = %listener.describe(), "serving");
     kprox_listener::serve(listener, stack.proxy, stack.serve_settings, shutdown).await;
     if let Some(path) = &config.listen.unix_socket {
