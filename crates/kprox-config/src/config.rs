@@ -35,6 +35,12 @@ pub struct ListenConfig {
     /// Requests under this prefix are proxied with the prefix removed; always starts and ends
     /// with `/`. Default `/`.
     pub api_prefix: String,
+    /// An exec, attach or port-forward tunnel with no byte either way for this long is closed.
+    /// Default 4 h, the kubelet's streaming idle timeout.
+    pub tunnel_idle_timeout: GoDuration,
+    /// Serve on a non-loopback address without any client authentication. Off by default:
+    /// anyone who can reach the address would act with kprox's credentials.
+    pub insecure_allow_unauthenticated_remote: bool,
 }
 
 /// Which requests are accepted. Regexes are validated here and compiled by the listener.

@@ -46,6 +46,10 @@ pub struct RawListen {
     pub keepalive: Option<GoDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnel_idle_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_allow_unauthenticated_remote: Option<bool>,
 }
 
 /// `[filter]`: kubectl proxy's request filter flags, plus client credential handling.

@@ -28,6 +28,8 @@ pub const DEFAULT_REJECT_PATHS: &[&str] = &["^/api/.*/pods/.*/exec", "^/api/.*/p
 pub const DEFAULT_REJECT_METHODS: &[&str] = &["^$"];
 /// kubectl proxy's default `--www-prefix`.
 pub const DEFAULT_WWW_PREFIX: &str = "/static/";
+/// The kubelet's default `--streaming-connection-idle-timeout`.
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(4 * 3600);
 /// client-go's dial timeout.
 pub const DEFAULT_CONNECT_TIMEOUT: GoDuration = GoDuration::from_secs(30);
 /// client-go's TLS handshake timeout.
@@ -81,12 +83,31 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         ));
     }
     let api_prefix = slash_wrapped(listen.api_prefix.as_deref().unwrap_or(DEFAULT_API_PREFIX));
+    let insecure_remote = listen
+        .insecure_allow_unauthenticated_remote
+        .unwrap_or(false);
+    if unix_socket.is_none() && !address.is_loopback() && !insecure_remote {
+        return Err(err(
+            "listen.address",
+            format!(
+                "{address} is reachable from other machines, and kprox would serve them with its credentials"
+            ),
+            "listen on 127.0.0.1 (the default), or accept the risk with --insecure-allow-unauthenticated-remote",
+        ));
+    }
     let listen = ListenConfig {
         address,
         port,
         unix_socket,
         keepalive: listen.keepalive.unwrap_or_default(),
         api_prefix,
+        tunnel_idle_timeout: positive_duration(
+            &err,
+            "listen.tunnel_idle_timeout",
+            listen.tunnel_idle_timeout,
+            DEFAULT_TUNNEL_IDLE_TIMEOUT,
+        )?,
+        insecure_allow_unauthenticated_remote: insecure_remote,
     };
 
     let filter = raw.filter.clone().unwrap_or_default();
@@ -240,6 +261,23 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
     })
 }
 
+fn positive_duration(
+    err: &dyn Fn(&str, String, &str) -> ConfigError,
+    key: &str,
+    value: Option<GoDuration>,
+    default: GoDuration,
+) -> Result<GoDuration, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value.is_zero() {
+        return Err(err(
+            key,
+            "0s would close every tunnel at once".to_owned(),
+            &format!("write a positive duration (default {default})"),
+        ));
+    }
+    Ok(value)
+}
+
 /// Empty strings mean "unset", as kubectl's string flags do.
 fn non_empty(value: Option<&str>) -> Option<&str> {
     value.filter(|v| !v.trim().is_empty())
@@ -328,6 +366,30 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("fix:"), "{line}");
+    }
+
+    #[test]
+    fn a_remote_address_needs_an_explicit_opt_in() {
+        let mut raw = RawConfig {
+            listen: Some(RawListen {
+                address: Some("0.0.0.0".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            validate(&raw, &origin).expect_err("refused").key,
+            "listen.address"
+        );
+        if let Some(listen) = raw.listen.as_mut() {
+            listen.insecure_allow_unauthenticated_remote = Some(true);
+        }
+        assert!(
+            validate(&raw, &origin)
+                .expect("allowed")
+                .listen
+                .insecure_allow_unauthenticated_remote
+        );
     }
 
     #[test]

@@ -1,30 +1,30 @@
-//! The request path from a client to the apiserver and back, top to bottom: prefix → sanitise →
-//! authenticate → send → stream back. Filters run before this (see `serve.rs`).
+//! Forwarding to the apiserver: sanitise → authenticate → send → stream back, for plain
+//! requests and for protocol upgrades. The pipeline (`pipeline.rs`) has already normalised the
+//! path, removed the API prefix and applied the filters.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use kprox_auth::{Credentials, inject};
-use kprox_upstream::{BoxError, Upstream};
+use kprox_upstream::{BoxError, Upstream, UpstreamError};
 
 use crate::body::ProxyBody;
 use crate::status::status_response;
+use crate::upgrade::Tunnels;
 use crate::{hop_by_hop, sanitise};
 
 /// How requests are rewritten on their way upstream.
 #[derive(Clone, Debug)]
 pub struct ForwardSettings {
-    /// Only paths under this prefix are proxied, with the prefix removed. Starts and ends with
-    /// `/`; `/` proxies everything.
-    pub api_prefix: String,
     /// Prepended to every forwarded path (`--append-server-path`); empty for none.
     pub server_path: String,
-    /// Forward the client's `Authorization` / `Impersonate-*` instead of removing them.
+    /// Forward the client's `Authorization` / `Impersonate-*` instead of removing them; kprox's
+    /// credential is then added only when the client sent none (kubectl proxy's behaviour).
     pub pass_client_credentials: bool,
 }
 
@@ -34,54 +34,84 @@ pub struct Forwarder {
     upstream: Arc<Upstream>,
     credentials: Credentials,
     settings: Arc<ForwardSettings>,
+    tunnels: Arc<Tunnels>,
 }
 
 impl Forwarder {
-    /// A forwarder over `upstream` using `credentials`.
+    /// A forwarder over `upstream` using `credentials`; upgraded connections join `tunnels`.
     pub fn new(
         upstream: Arc<Upstream>,
         credentials: Credentials,
         settings: ForwardSettings,
+        tunnels: Arc<Tunnels>,
     ) -> Self {
         Self {
             upstream,
             credentials,
             settings: Arc::new(settings),
+            tunnels,
         }
     }
 
-    /// Forwards one request from `client` and returns the apiserver's response, or a `Status`
-    /// error when it cannot be had.
+    /// The tunnels opened by upgrades.
+    pub fn tunnels(&self) -> &Arc<Tunnels> {
+        &self.tunnels
+    }
+
+    /// Rewrites headers for the apiserver. Order matters: hop-by-hop headers (and whatever
+    /// `Connection` names) go first, then client credentials, and kprox's own are added last so
+    /// nothing a client sends can remove or replace them.
+    fn prepare(&self, headers: &mut HeaderMap, client: Option<IpAddr>) {
+        hop_by_hop::strip(headers);
+        if !self.settings.pass_client_credentials {
+            sanitise::strip_client_credentials(headers);
+        }
+        if let Some(ip) = client {
+            append_forwarded_for(headers, ip);
+        }
+        if !(self.settings.pass_client_credentials && headers.contains_key(header::AUTHORIZATION)) {
+            inject(headers, &self.credentials.snapshot());
+        }
+    }
+
+    /// The path and query to send: the server path prepended, the query kept byte for byte.
+    fn target(&self, path: &str, query: Option<&str>) -> Option<Uri> {
+        let mut target = String::with_capacity(
+            self.settings.server_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+        );
+        target.push_str(&self.settings.server_path);
+        target.push_str(path);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
+        PathAndQuery::from_maybe_shared(Bytes::from(target))
+            .ok()
+            .map(Uri::from)
+    }
+
+    /// Forwards one request whose `path` is final (normalised, prefix removed) and returns the
+    /// apiserver's response, or a `Status` error when it cannot be had.
     pub async fn forward(
         &self,
         request: Request<Incoming>,
+        path: &str,
         client: Option<IpAddr>,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = request.into_parts();
-
-        let Some(path_and_query) = self.upstream_target(&parts.uri) else {
+        let Some(uri) = self.target(path, parts.uri.query()) else {
             return status_response(
-                StatusCode::NOT_FOUND,
-                "the requested path is outside the proxied API prefix",
+                StatusCode::BAD_REQUEST,
+                "the request target cannot be forwarded",
             );
         };
-        parts.uri = Uri::from(path_and_query);
-
-        hop_by_hop::strip(&mut parts.headers);
-        if !self.settings.pass_client_credentials {
-            sanitise::strip_client_credentials(&mut parts.headers);
-        }
-        if let Some(ip) = client {
-            append_forwarded_for(&mut parts.headers, ip);
-        }
-        // kprox's credentials go on last, after everything a client could use to remove them.
-        inject(&mut parts.headers, &self.credentials.snapshot());
+        parts.uri = uri;
+        self.prepare(&mut parts.headers, client);
         // The upstream chooses HTTP/2 or HTTP/1.1 per connection and sets Host / :authority.
         parts.version = http::Version::HTTP_11;
 
         let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
-        let request = Request::from_parts(parts, body);
-        match self.upstream.send(request).await {
+        match self.upstream.send(Request::from_parts(parts, body)).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 hop_by_hop::strip(&mut parts.headers);
@@ -90,48 +120,79 @@ impl Forwarder {
                     body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
                 )
             }
-            Err(error) => {
-                let code =
-                    StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-                status_response(
-                    code,
-                    &format!("kprox could not reach the apiserver: {error}"),
-                )
-            }
+            Err(error) => upstream_failure(&error),
         }
     }
 
-    /// The path and query to send upstream: the API prefix removed (None when the path is
-    /// outside it), the server path prepended, the query kept byte for byte.
-    fn upstream_target(&self, uri: &Uri) -> Option<PathAndQuery> {
-        let path = uri.path();
-        let prefix = self.settings.api_prefix.as_str();
-        let rest = if prefix == "/" {
-            path
-        } else if let Some(rest) = path.strip_prefix(prefix.trim_end_matches('/')) {
-            // `/api-prefix` alone or followed by `/`; `/api-prefixed` is not under it.
-            if !(rest.is_empty() || rest.starts_with('/')) {
-                return None;
-            }
-            rest
-        } else {
-            return None;
+    /// Forwards an upgrade request on a connection of its own. On `101` the tunnel is started
+    /// and the `101` relayed; any other answer is relayed with `Connection: close`, so the
+    /// client connection ends with it and nothing pipelined behind the request is read.
+    pub async fn forward_upgrade(
+        &self,
+        mut request: Request<Incoming>,
+        path: &str,
+        client: Option<IpAddr>,
+    ) -> Response<ProxyBody> {
+        let client_upgrade = hyper::upgrade::on(&mut request);
+        let (mut parts, body) = request.into_parts();
+        let Some(uri) = self.target(path, parts.uri.query()) else {
+            return closing(status_response(
+                StatusCode::BAD_REQUEST,
+                "the request target cannot be forwarded",
+            ));
         };
-        let rest = if rest.is_empty() { "/" } else { rest };
-        let mut target = String::with_capacity(
-            self.settings.server_path.len() + rest.len() + uri.query().map_or(0, |q| q.len() + 1),
-        );
-        target.push_str(&self.settings.server_path);
-        target.push_str(rest);
-        if let Some(query) = uri.query() {
-            target.push('?');
-            target.push_str(query);
+        parts.uri = uri;
+        let upgrade = parts.headers.get(header::UPGRADE).cloned();
+        self.prepare(&mut parts.headers, client);
+        // Upgrade and Connection are hop-by-hop, but this hop asks for the same upgrade.
+        if let Some(upgrade) = upgrade {
+            parts.headers.insert(header::UPGRADE, upgrade);
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         }
-        PathAndQuery::from_maybe_shared(Bytes::from(target)).ok()
+        parts.version = http::Version::HTTP_11;
+        let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+        let mut response = match self
+            .upstream
+            .send_upgrade(Request::from_parts(parts, body))
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => return closing(upstream_failure(&error)),
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            self.tunnels.spawn(client_upgrade, upstream_upgrade);
+            let (parts, _) = response.into_parts();
+            return Response::from_parts(parts, crate::body::full(Bytes::new()));
+        }
+        let (mut parts, body) = response.into_parts();
+        hop_by_hop::strip(&mut parts.headers);
+        closing(Response::from_parts(
+            parts,
+            body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
+        ))
     }
 }
 
-fn append_forwarded_for(headers: &mut http::HeaderMap, ip: IpAddr) {
+/// Marks a response as the last on its client connection.
+fn closing(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn upstream_failure(error: &UpstreamError) -> Response<ProxyBody> {
+    let code = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    status_response(
+        code,
+        &format!("kprox could not reach the apiserver: {error}"),
+    )
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
     let ip = ip.to_string();
     let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(existing) if !existing.trim().is_empty() => format!("{existing}, {ip}"),

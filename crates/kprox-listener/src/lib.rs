@@ -1,18 +1,29 @@
 //! kprox-listener: the client side of kprox.
 //!
 //! [`serve`] accepts connections on a [`Listener`] and hands each request to a [`Handler`];
-//! [`Forwarder`] is the handler's core: it applies the API prefix, removes hop-by-hop headers
-//! and client credentials, adds kprox's credentials and streams the exchange with the
-//! apiserver, answering failures with Kubernetes `Status` bodies.
+//! [`Pipeline`] is kprox's handler: it normalises the path, serves static files, applies the
+//! API prefix and the [`Filter`], and hands the request to the [`Forwarder`], which removes
+//! hop-by-hop headers and client credentials, adds kprox's credentials and streams the exchange
+//! with the apiserver — upgrades included, as [`Tunnels`] — answering failures with Kubernetes
+//! `Status` bodies.
 
 mod body;
+pub mod filter;
 mod forward;
 pub mod hop_by_hop;
+pub mod normalise;
+mod pipeline;
 pub mod sanitise;
 mod serve;
 mod status;
+pub mod upgrade;
+mod www;
 
 pub use body::{BoxError, ProxyBody, full};
+pub use filter::Filter;
 pub use forward::{ForwardSettings, Forwarder};
+pub use pipeline::Pipeline;
 pub use serve::{Handler, Listener, ServeSettings, serve};
 pub use status::{reason, status_response};
+pub use upgrade::Tunnels;
+pub use www::StaticFiles;

@@ -364,6 +364,13 @@ pub struct ResponseBody {
     guard: Option<StreamGuard>,
 }
 
+impl ResponseBody {
+    /// A body from a connection that is not pooled (upgrades).
+    pub(crate) fn unpooled(inner: Incoming) -> Self {
+        Self { inner, guard: None }
+    }
+}
+
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = hyper::Error;

@@ -205,3 +205,54 @@ async fn sweep(upstream: std::sync::Weak<Upstream>, every: Duration) {
         }
     }
 }
+
+impl Upstream {
+    /// Sends an upgrade request (WebSocket, SPDY) on a fresh HTTP/1.1 connection of its own,
+    /// never pooled: after a `101` the connection belongs to the tunnel, and after any other
+    /// answer it is dropped with the response, so no byte a client sends after a refused
+    /// upgrade can reach the apiserver on a shared connection (CVE-2018-1002105).
+    pub async fn send_upgrade(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let mut last_error = None;
+        for state in self.candidates() {
+            let mut sender = match self.connector.connect(state.pool.endpoint(), true).await {
+                Ok(crate::connect::Connection::H1(sender)) => sender,
+                Ok(crate::connect::Connection::H2(..)) => {
+                    return Err(UpstreamError::new(
+                        ErrorKind::Protocol,
+                        Sent::No,
+                        "the apiserver insisted on HTTP/2 for an upgrade",
+                    )
+                    .at(state.pool.endpoint().url()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "apiserver connection for an upgrade failed");
+                    last_error = Some(error);
+                    continue;
+                }
+            };
+            let mut request = request;
+            request.headers_mut().insert(
+                http::header::HOST,
+                state.pool.endpoint().host_header().clone(),
+            );
+            return sender
+                .send_request(request)
+                .await
+                .map(|response| response.map(ResponseBody::unpooled))
+                .map_err(|e| {
+                    UpstreamError::new(ErrorKind::Protocol, Sent::Maybe, crate::error::chain(&e))
+                        .at(state.pool.endpoint().url())
+                });
+        }
+        Err(last_error.unwrap_or_else(|| {
+            UpstreamError::new(
+                ErrorKind::NoEndpoint,
+                Sent::No,
+                "no apiserver endpoint is available",
+            )
+        }))
+    }
+}

@@ -59,6 +59,10 @@ pub struct ProxyFlags {
     /// keepalive specifies the keep-alive period for an active network connection. [default: 0s]
     #[arg(long, global = true, value_parser = parse_duration)]
     pub keepalive: Option<GoDuration>,
+    /// Serve on a non-loopback address without client authentication (anyone who reaches it
+    /// acts with kprox's credentials).
+    #[arg(long = "insecure-allow-unauthenticated-remote", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_allow_unauthenticated_remote: Option<bool>,
     /// Prefix to serve the proxied API under. [default: /]
     #[arg(long = "api-prefix", global = true)]
     pub api_prefix: Option<String>,
@@ -137,6 +141,8 @@ impl ProxyFlags {
             unix_socket: self.unix_socket.clone(),
             keepalive: self.keepalive,
             api_prefix: self.api_prefix.clone(),
+            tunnel_idle_timeout: None,
+            insecure_allow_unauthenticated_remote: self.insecure_allow_unauthenticated_remote,
         };
         let filter = RawFilter {
             accept_hosts: regex_list(&self.accept_hosts),

@@ -50,7 +50,14 @@ pub async fn serve_then(
     stdout.flush()?;
     on_serving(&listener.describe());
     tracing::info!(address = %listener.describe(), "serving");
-    kprox_listener::serve(listener, stack.proxy, stack.serve_settings, shutdown).await;
+    kprox_listener::serve(
+        listener,
+        stack.pipeline.clone(),
+        stack.serve_settings,
+        shutdown,
+    )
+    .await;
+    stack.pipeline.forwarder().tunnels().close_all();
     if let Some(path) = &config.listen.unix_socket {
         let _ = std::fs::remove_file(path);
     }

@@ -5,34 +5,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use http::{Request, Response};
-use hyper::body::Incoming;
+use http::Request;
 use kprox_auth::{ClusterAccess, CredentialSpec, Credentials};
 use kprox_config::Config;
-use kprox_listener::{ForwardSettings, Forwarder, Handler, Listener, ProxyBody, ServeSettings};
+use kprox_listener::{
+    Filter, ForwardSettings, Forwarder, Listener, Pipeline, ServeSettings, StaticFiles, Tunnels,
+};
 use kprox_upstream::{ConnectSettings, TlsSettings, Upstream, UpstreamSettings};
 use tokio::net::TcpListener;
-
-/// The handler of every client request.
-#[derive(Debug)]
-pub struct Proxy {
-    forwarder: Forwarder,
-}
-
-impl Handler for Proxy {
-    async fn handle(
-        &self,
-        request: Request<Incoming>,
-        client: Option<IpAddr>,
-    ) -> Response<ProxyBody> {
-        self.forwarder.forward(request, client).await
-    }
-}
 
 /// Everything built and ready to serve.
 #[derive(Debug)]
 pub struct Stack {
-    pub proxy: Arc<Proxy>,
+    pub pipeline: Arc<Pipeline>,
     pub upstream: Arc<Upstream>,
     pub credentials: Credentials,
     pub serve_settings: ServeSettings,
@@ -103,7 +88,6 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
     .context("setting up the upstream")?;
 
     let forward = ForwardSettings {
-        api_prefix: config.listen.api_prefix.clone(),
         server_path: if config.kubeconfig.append_server_path {
             upstream.base_path().to_owned()
         } else {
@@ -116,16 +100,39 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
             "pass-client-credentials is on: clients' own Authorization and Impersonate-* headers reach the apiserver"
         );
     }
+    let mut filter = Filter::new(&config.filter).context("compiling the filters")?;
+    let address = config.listen.address;
+    if config.listen.unix_socket.is_none() && !address.is_loopback() {
+        tracing::warn!(%address, "serving on a non-loopback address without client authentication: anyone who reaches it acts with kprox's credentials");
+        if !address.is_unspecified() {
+            // Bound to a pod IP: clients name it in Host, so it is an accepted host.
+            let host = match address {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                IpAddr::V4(v4) => v4.to_string(),
+            };
+            filter.accept_host_exactly(&host);
+        }
+    }
+    let static_files = config
+        .www
+        .dir
+        .as_deref()
+        .map(|dir| StaticFiles::new(dir, &config.www.prefix));
+    let tunnels = Tunnels::new(config.listen.tunnel_idle_timeout.get());
     let probe_credentials = credentials.clone();
-    let proxy = Arc::new(Proxy {
-        forwarder: Forwarder::new(upstream.clone(), credentials, forward),
-    });
+    let forwarder = Forwarder::new(upstream.clone(), credentials, forward, tunnels);
+    let pipeline = Arc::new(Pipeline::new(
+        filter,
+        config.listen.api_prefix.clone(),
+        static_files,
+        forwarder,
+    ));
     let serve_settings = ServeSettings {
         keepalive: (!config.listen.keepalive.is_zero()).then(|| config.listen.keepalive.get()),
         header_read_timeout: std::time::Duration::from_secs(30),
     };
     Ok(Stack {
-        proxy,
+        pipeline,
         upstream,
         credentials: probe_credentials,
         serve_settings,

@@ -1,0 +1,62 @@
+//! Static files beside the API (kubectl proxy's `--www` and `--www-prefix`), served by
+//! tower-http: content types from file extensions, no path outside the directory.
+
+use std::convert::Infallible;
+use std::path::Path;
+
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use tower_http::services::ServeDir;
+
+use crate::body::{BoxError, ProxyBody};
+use crate::status::status_response;
+
+/// Serves a directory under a URL prefix.
+#[derive(Clone, Debug)]
+pub struct StaticFiles {
+    prefix: String,
+    dir: ServeDir,
+}
+
+impl StaticFiles {
+    /// Files of `dir` under `prefix` (which starts and ends with `/`).
+    pub fn new(dir: &Path, prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            dir: ServeDir::new(dir).append_index_html_on_directories(true),
+        }
+    }
+
+    /// Whether a normalised path is under the prefix.
+    pub fn covers(&self, path: &str) -> bool {
+        path.starts_with(&self.prefix) || path == self.prefix.trim_end_matches('/')
+    }
+
+    /// Serves `path` (normalised, under the prefix).
+    pub async fn serve(&self, method: &Method, path: &str) -> Response<ProxyBody> {
+        if !matches!(*method, Method::GET | Method::HEAD) {
+            return status_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "static files can only be read (GET or HEAD)",
+            );
+        }
+        let rest = path
+            .strip_prefix(self.prefix.trim_end_matches('/'))
+            .unwrap_or("/");
+        let rest = if rest.is_empty() { "/" } else { rest };
+        let Ok(uri) = rest.parse::<Uri>() else {
+            return status_response(StatusCode::BAD_REQUEST, "invalid static file path");
+        };
+        let mut request = Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+        *request.uri_mut() = uri;
+        *request.method_mut() = method.clone();
+        let response: Result<_, Infallible> = self.dir.clone().oneshot(request).await;
+        match response {
+            Ok(response) => {
+                response.map(|body| body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync())
+            }
+            Err(never) => match never {},
+        }
+    }
+}
