@@ -22,8 +22,13 @@ pub const DEFAULT_API_PREFIX: &str = "/";
 pub const DEFAULT_ACCEPT_HOSTS: &[&str] = &["^localhost$", r"^127\.0\.0\.1$", r"^\[::1\]$"];
 /// kubectl proxy's default `--accept-paths`: everything.
 pub const DEFAULT_ACCEPT_PATHS: &[&str] = &["^.*"];
-/// kubectl proxy's default `--reject-paths`: exec and attach.
-pub const DEFAULT_REJECT_PATHS: &[&str] = &["^/api/.*/pods/.*/exec", "^/api/.*/pods/.*/attach"];
+/// kubectl proxy's default `--reject-paths` (exec and attach), plus the kubelet's exec, attach,
+/// run and port-forward reached through the node proxy, which kubectl leaves open.
+pub const DEFAULT_REJECT_PATHS: &[&str] = &[
+    "^/api/.*/pods/.*/exec",
+    "^/api/.*/pods/.*/attach",
+    "^/api/.*/nodes/.*/proxy/(exec|attach|run|portForward)",
+];
 /// kubectl proxy's default `--reject-methods`: nothing.
 pub const DEFAULT_REJECT_METHODS: &[&str] = &["^$"];
 /// kubectl proxy's default `--www-prefix`.

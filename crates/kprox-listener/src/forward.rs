@@ -177,7 +177,7 @@ impl Forwarder {
 }
 
 /// Marks a response as the last on its client connection.
-fn closing(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
+pub(crate) fn closing(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -77,6 +77,23 @@ impl Handler for Pipeline {
         request: Request<Incoming>,
         client: Option<IpAddr>,
     ) -> Response<ProxyBody> {
+        // A refused upgrade ends the connection: whatever the client sends next was meant for
+        // another protocol and must not be read as HTTP.
+        let wants_upgrade = request.headers().contains_key(http::header::UPGRADE);
+        let response = self.route(request, client).await;
+        if wants_upgrade && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            return crate::forward::closing(response);
+        }
+        response
+    }
+}
+
+impl Pipeline {
+    async fn route(
+        &self,
+        request: Request<Incoming>,
+        client: Option<IpAddr>,
+    ) -> Response<ProxyBody> {
         let path = match normalise(request.uri().path()) {
             Ok(path) => path,
             Err(why) => {

@@ -108,7 +108,24 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
         }
         "/api/v1" if get => return json_response(StatusCode::OK, &discovery::core_v1_resources()),
         "/testkit/blob" if get => return blob(&query, ctx.cut_bodies),
-        "/testkit/echo" => return echo(&parts, &body),
+        "/testkit/echo" => {
+            let mut response = echo(&parts, &body);
+            if query_flag(&query, "hop-by-hop") {
+                // Connection-specific headers a proxy must not pass on to its client.
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("X-Upstream-Secret"),
+                );
+                headers.insert("x-upstream-secret", header::HeaderValue::from_static("1"));
+                headers.insert("keep-alive", header::HeaderValue::from_static("timeout=5"));
+                headers.insert(
+                    header::PROXY_AUTHENTICATE,
+                    header::HeaderValue::from_static("Basic realm=\"upstream\""),
+                );
+            }
+            return response;
+        }
         _ => {}
     }
 

@@ -73,7 +73,7 @@ pub struct ProxyFlags {
     /// Regular expression for paths that the proxy should accept. [default: ^.*]
     #[arg(long = "accept-paths", global = true)]
     pub accept_paths: Option<String>,
-    /// Regular expression for paths that the proxy should reject. [default: ^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach]
+    /// Regular expression for paths that the proxy should reject. [default: ^/api/.*/pods/.*/exec,^/api/.*/pods/.*/attach,^/api/.*/nodes/.*/proxy/(exec|attach|run|portForward)]
     #[arg(long = "reject-paths", global = true)]
     pub reject_paths: Option<String>,
     /// Regular expression for HTTP methods that the proxy should reject. [default: ^$]
