@@ -188,7 +188,7 @@ async fn exec_path_tricks_never_reach_the_apiserver() {
     let base = "/api/v1/namespaces/default/pods/alpha";
     let tricks = [
         format!("{base}/exec"),
-        format!("/api/v1/namespaces/default/pods//alpha//exec"),
+        "/api/v1/namespaces/default/pods//alpha//exec".to_owned(),
         format!("{base}/./exec"),
         format!("{base}/x/../exec"),
         format!("{base}%2Fexec"),
