@@ -15,7 +15,9 @@ mod kubeconfig;
 mod protobuf;
 mod routes;
 mod server;
+mod spdy;
 mod store;
+mod streaming;
 mod table;
 
 pub use behaviour::Behaviour;

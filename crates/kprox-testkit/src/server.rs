@@ -488,6 +488,15 @@ async fn handle(
             "Unauthorized",
         ));
     }
+    if let Some((namespace, pod, kind)) = crate::streaming::parse(request.uri().path()) {
+        return Ok(crate::streaming::handle(
+            &shared.store,
+            request,
+            &namespace,
+            &pod,
+            kind,
+        ));
+    }
     let ctx = RouteContext {
         store: shared.store.clone(),
         server_address: shared.server_address.clone(),
