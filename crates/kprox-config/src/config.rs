@@ -41,6 +41,19 @@ pub struct ListenConfig {
     /// Serve on a non-loopback address without any client authentication. Off by default:
     /// anyone who can reach the address would act with kprox's credentials.
     pub insecure_allow_unauthenticated_remote: bool,
+    /// Serve HTTPS with this certificate chain (PEM); plain HTTP when unset.
+    #[serde(serialize_with = "crate::validate::path_or_empty")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file` (PEM).
+    #[serde(serialize_with = "crate::validate::path_or_empty")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by these CAs (PEM); needs `tls_cert_file`.
+    #[serde(serialize_with = "crate::validate::path_or_empty")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Require `Authorization: Bearer <token>` with the token in this file (re-read every
+    /// minute); kprox checks it and removes it before forwarding.
+    #[serde(serialize_with = "crate::validate::path_or_empty")]
+    pub client_token_file: Option<PathBuf>,
 }
 
 /// Which requests are accepted. Regexes are validated here and compiled by the listener.

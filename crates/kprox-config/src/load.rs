@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let file = file_with("[listen]\nport = 9000\naddress = \"0.0.0.0\"\n");
+        let file = file_with("[listen]\nport = 9000\naddress = \"127.0.0.2\"\n");
         let flags: RawConfig = toml::from_str("[listen]\nport = 9100\n").expect("raw");
         let config = load(&Sources {
             file: Some(file.path()),
@@ -109,7 +109,7 @@ mod tests {
         })
         .expect("valid");
         assert_eq!(config.listen.port, 9100);
-        assert_eq!(config.listen.address.to_string(), "0.0.0.0");
+        assert_eq!(config.listen.address.to_string(), "127.0.0.2");
     }
 
     #[test]

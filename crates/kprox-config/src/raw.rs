@@ -50,6 +50,14 @@ pub struct RawListen {
     pub tunnel_idle_timeout: Option<GoDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure_allow_unauthenticated_remote: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_token_file: Option<String>,
 }
 
 /// `[filter]`: kubectl proxy's request filter flags, plus client credential handling.

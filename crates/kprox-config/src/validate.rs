@@ -91,13 +91,33 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
     let insecure_remote = listen
         .insecure_allow_unauthenticated_remote
         .unwrap_or(false);
-    if unix_socket.is_none() && !address.is_loopback() && !insecure_remote {
+    let path_of = |value: &Option<String>| non_empty(value.as_deref()).map(PathBuf::from);
+    let tls_cert_file = path_of(&listen.tls_cert_file);
+    let tls_key_file = path_of(&listen.tls_key_file);
+    let client_ca_file = path_of(&listen.client_ca_file);
+    let client_token_file = path_of(&listen.client_token_file);
+    if tls_cert_file.is_some() != tls_key_file.is_some() {
+        return Err(err(
+            "listen.tls_cert_file",
+            "a TLS certificate and key must be given together".to_owned(),
+            "set both listen.tls_cert_file and listen.tls_key_file, or neither",
+        ));
+    }
+    if client_ca_file.is_some() && tls_cert_file.is_none() {
+        return Err(err(
+            "listen.client_ca_file",
+            "client certificates need TLS on the listener".to_owned(),
+            "set listen.tls_cert_file and listen.tls_key_file too",
+        ));
+    }
+    let protected = client_ca_file.is_some() || client_token_file.is_some();
+    if unix_socket.is_none() && !address.is_loopback() && !insecure_remote && !protected {
         return Err(err(
             "listen.address",
             format!(
                 "{address} is reachable from other machines, and kprox would serve them with its credentials"
             ),
-            "listen on 127.0.0.1 (the default), or accept the risk with --insecure-allow-unauthenticated-remote",
+            "listen on 127.0.0.1 (the default), protect the listener (listen.client_ca_file with TLS, or listen.client_token_file), or accept the risk with --insecure-allow-unauthenticated-remote",
         ));
     }
     let listen = ListenConfig {
@@ -113,6 +133,10 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             DEFAULT_TUNNEL_IDLE_TIMEOUT,
         )?,
         insecure_allow_unauthenticated_remote: insecure_remote,
+        tls_cert_file,
+        tls_key_file,
+        client_ca_file,
+        client_token_file,
     };
 
     let filter = raw.filter.clone().unwrap_or_default();

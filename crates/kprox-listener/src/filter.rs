@@ -397,3 +397,36 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod pod_ip_tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn a_pod_ip_kprox_is_bound_to_becomes_an_accepted_host() {
+        let raw = kprox_config::RawConfig::default();
+        let config = kprox_config::validate(&raw, &|_: &str| String::new()).expect("defaults");
+        let mut filter = Filter::new(&config.filter).expect("compiles");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("10.1.2.3:8001"));
+        assert!(
+            filter
+                .check(&Method::GET, "/api", &headers, None, false)
+                .is_err()
+        );
+        filter.accept_host_exactly("10.1.2.3");
+        assert!(
+            filter
+                .check(&Method::GET, "/api", &headers, None, false)
+                .is_ok()
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("10.1.2.30"));
+        assert!(
+            filter
+                .check(&Method::GET, "/api", &headers, None, false)
+                .is_err(),
+            "matched exactly, not as a prefix"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! `Status` bodies.
 
 mod body;
+mod client_auth;
 pub mod filter;
 mod forward;
 pub mod hop_by_hop;
@@ -16,10 +17,12 @@ mod pipeline;
 pub mod sanitise;
 mod serve;
 mod status;
+pub mod tls;
 pub mod upgrade;
 mod www;
 
 pub use body::{BoxError, ProxyBody, full};
+pub use client_auth::ClientToken;
 pub use filter::Filter;
 pub use forward::{ForwardSettings, Forwarder};
 pub use pipeline::Pipeline;

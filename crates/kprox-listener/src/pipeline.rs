@@ -14,6 +14,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::ProxyBody;
+use crate::client_auth::ClientToken;
 use crate::filter::Filter;
 use crate::forward::Forwarder;
 use crate::normalise::normalise;
@@ -25,6 +26,7 @@ use crate::www::StaticFiles;
 /// The request pipeline; built once, shared by every connection.
 #[derive(Debug)]
 pub struct Pipeline {
+    client_token: Option<ClientToken>,
     filter: Filter,
     api_prefix: String,
     static_files: Option<StaticFiles>,
@@ -40,11 +42,18 @@ impl Pipeline {
         forwarder: Forwarder,
     ) -> Self {
         Self {
+            client_token: None,
             filter,
             api_prefix,
             static_files,
             forwarder,
         }
+    }
+
+    /// Requires clients to present a bearer token (for listeners other machines can reach).
+    pub fn with_client_token(mut self, token: ClientToken) -> Self {
+        self.client_token = Some(token);
+        self
     }
 
     /// The forwarder (for tunnels and status).
@@ -91,9 +100,19 @@ impl Handler for Pipeline {
 impl Pipeline {
     async fn route(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         client: Option<IpAddr>,
     ) -> Response<ProxyBody> {
+        if let Some(token) = &self.client_token
+            && let Err(rejection) = token.check_and_strip(request.headers_mut())
+        {
+            let mut response = status_response(rejection.status, &rejection.message);
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"kprox\""),
+            );
+            return response;
+        }
         let path = match normalise(request.uri().path()) {
             Ok(path) => path,
             Err(why) => {

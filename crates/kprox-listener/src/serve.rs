@@ -53,8 +53,10 @@ impl Listener {
 pub struct ServeSettings {
     /// TCP keepalive for client connections; `None` leaves the OS default.
     pub keepalive: Option<Duration>,
-    /// How long a client may take to send request headers.
+    /// How long a client may take to send request headers (and finish a TLS handshake).
     pub header_read_timeout: Duration,
+    /// Serve HTTPS with this configuration instead of plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Handles one request; `client` is the peer IP for TCP connections.
@@ -109,14 +111,33 @@ pub async fn serve<H: Handler>(
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout);
         let stop = stopping.subscribe();
-        match io {
-            Stream::Tcp(tcp) => connections.spawn(run_connection(
+        match (io, settings.tls.clone()) {
+            (Stream::Tcp(tcp), Some(tls)) => {
+                let handshake_timeout = settings.header_read_timeout;
+                connections.spawn(async move {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => {
+                            run_connection(
+                                builder
+                                    .serve_connection(TokioIo::new(tls), service)
+                                    .with_upgrades(),
+                                stop,
+                            )
+                            .await
+                        }
+                        Ok(Err(error)) => tracing::debug!(%error, "client TLS handshake failed"),
+                        Err(_) => tracing::debug!("client TLS handshake timed out"),
+                    }
+                })
+            }
+            (Stream::Tcp(tcp), None) => connections.spawn(run_connection(
                 builder
                     .serve_connection(TokioIo::new(tcp), service)
                     .with_upgrades(),
                 stop,
             )),
-            Stream::Unix(unix) => connections.spawn(run_connection(
+            (Stream::Unix(unix), _) => connections.spawn(run_connection(
                 builder
                     .serve_connection(TokioIo::new(unix), service)
                     .with_upgrades(),

@@ -63,6 +63,18 @@ pub struct ProxyFlags {
     /// acts with kprox's credentials).
     #[arg(long = "insecure-allow-unauthenticated-remote", global = true, num_args = 0..=1, default_missing_value = "true")]
     pub insecure_allow_unauthenticated_remote: Option<bool>,
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long = "tls-cert-file", global = true)]
+    pub tls_cert_file: Option<String>,
+    /// The private key of --tls-cert-file (PEM).
+    #[arg(long = "tls-private-key-file", global = true)]
+    pub tls_private_key_file: Option<String>,
+    /// Require client certificates signed by the CAs in this file (with TLS).
+    #[arg(long = "client-ca-file", global = true)]
+    pub client_ca_file: Option<String>,
+    /// Require clients to send this file's token as a bearer token.
+    #[arg(long = "client-token-file", global = true)]
+    pub client_token_file: Option<String>,
     /// Prefix to serve the proxied API under. [default: /]
     #[arg(long = "api-prefix", global = true)]
     pub api_prefix: Option<String>,
@@ -143,6 +155,10 @@ impl ProxyFlags {
             api_prefix: self.api_prefix.clone(),
             tunnel_idle_timeout: None,
             insecure_allow_unauthenticated_remote: self.insecure_allow_unauthenticated_remote,
+            tls_cert_file: self.tls_cert_file.clone(),
+            tls_key_file: self.tls_private_key_file.clone(),
+            client_ca_file: self.client_ca_file.clone(),
+            client_token_file: self.client_token_file.clone(),
         };
         let filter = RawFilter {
             accept_hosts: regex_list(&self.accept_hosts),

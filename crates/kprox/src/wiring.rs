@@ -9,7 +9,8 @@ use http::Request;
 use kprox_auth::{ClusterAccess, CredentialSpec, Credentials};
 use kprox_config::Config;
 use kprox_listener::{
-    Filter, ForwardSettings, Forwarder, Listener, Pipeline, ServeSettings, StaticFiles, Tunnels,
+    ClientToken, Filter, ForwardSettings, Forwarder, Listener, Pipeline, ServeSettings,
+    StaticFiles, Tunnels,
 };
 use kprox_upstream::{ConnectSettings, TlsSettings, Upstream, UpstreamSettings};
 use tokio::net::TcpListener;
@@ -103,7 +104,12 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
     let mut filter = Filter::new(&config.filter).context("compiling the filters")?;
     let address = config.listen.address;
     if config.listen.unix_socket.is_none() && !address.is_loopback() {
-        tracing::warn!(%address, "serving on a non-loopback address without client authentication: anyone who reaches it acts with kprox's credentials");
+        if config.listen.insecure_allow_unauthenticated_remote
+            && config.listen.client_ca_file.is_none()
+            && config.listen.client_token_file.is_none()
+        {
+            tracing::warn!(%address, "serving on a non-loopback address WITHOUT client authentication: anyone who reaches it acts with kprox's credentials");
+        }
         if !address.is_unspecified() {
             // Bound to a pod IP: clients name it in Host, so it is an accepted host.
             let host = match address {
@@ -121,15 +127,30 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
     let tunnels = Tunnels::new(config.listen.tunnel_idle_timeout.get());
     let probe_credentials = credentials.clone();
     let forwarder = Forwarder::new(upstream.clone(), credentials, forward, tunnels);
-    let pipeline = Arc::new(Pipeline::new(
+    let mut pipeline = Pipeline::new(
         filter,
         config.listen.api_prefix.clone(),
         static_files,
         forwarder,
-    ));
+    );
+    if let Some(path) = &config.listen.client_token_file {
+        let expected = Credentials::start(&CredentialSpec::TokenFile(path.clone()))
+            .await
+            .with_context(|| format!("listen.client_token_file {}", path.display()))?;
+        pipeline = pipeline.with_client_token(ClientToken::new(expected));
+    }
+    let pipeline = Arc::new(pipeline);
+    let tls = match (&config.listen.tls_cert_file, &config.listen.tls_key_file) {
+        (Some(cert), Some(key)) => Some(
+            kprox_listener::tls::server_config(cert, key, config.listen.client_ca_file.as_deref())
+                .map_err(|e| anyhow::anyhow!("listener TLS: {e}"))?,
+        ),
+        _ => None,
+    };
     let serve_settings = ServeSettings {
         keepalive: (!config.listen.keepalive.is_zero()).then(|| config.listen.keepalive.get()),
         header_read_timeout: std::time::Duration::from_secs(30),
+        tls,
     };
     Ok(Stack {
         pipeline,
