@@ -65,7 +65,7 @@ fn program(kind: Kind, query: &str) -> Program {
     let command: Vec<String> = query
         .split('&')
         .filter_map(|pair| pair.strip_prefix("command="))
-        .map(|v| percent_decode(v))
+        .map(percent_decode)
         .collect();
     match (kind, command.first().map(String::as_str)) {
         (Kind::Attach, _) | (_, Some("cat")) => Program::Cat,
@@ -263,11 +263,7 @@ async fn ws_exec(ws: WebSocketStream<TokioIo<Upgraded>>, program: Program, v5: b
             while let Some(Ok(message)) = stream.next().await {
                 match message {
                     Message::Binary(data) => match data.first() {
-                        Some(0) => {
-                            if sink.send(stdout(&data[1..])).await.is_err() {
-                                return;
-                            }
-                        }
+                        Some(0) if sink.send(stdout(&data[1..])).await.is_err() => return,
                         // v5: the client closed stdin.
                         Some(255) if v5 && data.get(1) == Some(&0) => break,
                         _ => {}
@@ -420,11 +416,7 @@ async fn bridge<IO: AsyncRead + AsyncWrite + Unpin>(
     let inbound = async {
         while let Some(Ok(message)) = stream.next().await {
             match message {
-                Message::Binary(data) => {
-                    if write.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(data) if write.write_all(&data).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }
