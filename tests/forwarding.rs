@@ -393,20 +393,27 @@ async fn an_unreachable_apiserver_answers_a_status_body() {
         "curl",
         &[
             "-sS",
+            "-D",
+            "-",
             "-w",
             "\n%{http_code}",
             &kprox.url("/api/v1/namespaces/default/pods"),
         ],
     );
     let text = ok_stdout(&output, "curl");
-    let (body, code) = text.rsplit_once('\n').expect("code line");
-    assert_eq!(code, "502");
+    let (head, rest) = text.split_once("\r\n\r\n").expect("headers");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    let (body, code) = rest.rsplit_once('\n').expect("code line");
+    assert_eq!(code, "503");
     let status = json(body);
     assert_eq!(status["kind"], "Status");
     assert_eq!(status["apiVersion"], "v1");
     assert_eq!(status["status"], "Failure");
-    assert_eq!(status["code"], 502);
-    assert_eq!(status["reason"], "BadGateway");
+    assert_eq!(status["code"], 503);
+    assert_eq!(status["reason"], "ServiceUnavailable");
     assert!(
         status["message"].as_str().unwrap_or("").contains("refused"),
         "{body}"

@@ -121,6 +121,31 @@ pub struct UpstreamConfig {
     /// Streams kprox opens on one HTTP/2 connection before opening another, capped by what the
     /// apiserver advertises. Default 100.
     pub max_streams_per_connection: u32,
+    /// `round-robin`, `least-request` or `failover`. Default `least-request`.
+    pub policy: String,
+    /// A server URL to prefer (first choice of the failover policy).
+    #[serde(serialize_with = "crate::validate::string_or_empty")]
+    pub preferred: Option<String>,
+    /// Time between active `/readyz` checks of each apiserver. Default 400 ms.
+    pub health_check_interval: GoDuration,
+    /// A check unanswered this long fails. Default 500 ms.
+    pub health_check_timeout: GoDuration,
+    /// Consecutive passed checks that bring an apiserver back. Default 2.
+    pub health_rise: u32,
+    /// Consecutive failed checks that take an apiserver out. Default 2.
+    pub health_fall: u32,
+    /// Minimum time out after an ejection, doubling with each repeat. Default 1 s.
+    pub ejection_base: GoDuration,
+    /// Longest time out. Default 30 s.
+    pub ejection_max: GoDuration,
+    /// Retries may add at most this percentage of requests. Default 20.
+    pub retry_budget_percent: u32,
+    /// ...but this many retries per second are always allowed. Default 10.
+    pub retry_min_per_second: u32,
+    /// A `Retry-After` longer than this goes back to the client instead. Default 1 s.
+    pub retry_after_cap: GoDuration,
+    /// Attempts per request, the first included (requests never sent do not count). Default 3.
+    pub max_attempts: u32,
 }
 
 /// Logging.

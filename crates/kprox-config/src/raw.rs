@@ -123,6 +123,30 @@ pub struct RawUpstream {
     pub idle_timeout: Option<GoDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_streams_per_connection: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check_interval: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_rise: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_fall: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ejection_base: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ejection_max: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_budget_percent: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_min_per_second: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_cap: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
 }
 
 /// `[log]`: level filter and output format.

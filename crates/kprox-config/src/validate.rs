@@ -35,10 +35,33 @@ pub const DEFAULT_REJECT_METHODS: &[&str] = &["^$"];
 pub const DEFAULT_WWW_PREFIX: &str = "/static/";
 /// The kubelet's default `--streaming-connection-idle-timeout`.
 pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(4 * 3600);
-/// client-go's dial timeout.
-pub const DEFAULT_CONNECT_TIMEOUT: GoDuration = GoDuration::from_secs(30);
-/// client-go's TLS handshake timeout.
-pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: GoDuration = GoDuration::from_secs(10);
+/// Dial timeout: KubePrism's 5 s rather than client-go's 30 s, so that a dead apiserver costs a
+/// request seconds, not half a minute, before it goes elsewhere.
+pub const DEFAULT_CONNECT_TIMEOUT: GoDuration = GoDuration::from_secs(5);
+/// TLS handshake timeout, as short as the dial timeout for the same reason (client-go: 10 s).
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: GoDuration = GoDuration::from_secs(5);
+/// Balancing policy.
+pub const DEFAULT_POLICY: &str = "least-request";
+/// Active health check period: with the timeout and fall below, a dead apiserver is out within 2 s.
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: GoDuration = GoDuration::from_millis(400);
+/// Active health check timeout.
+pub const DEFAULT_HEALTH_CHECK_TIMEOUT: GoDuration = GoDuration::from_millis(500);
+/// Passed checks to come back.
+pub const DEFAULT_HEALTH_RISE: u32 = 2;
+/// Failed checks to go out.
+pub const DEFAULT_HEALTH_FALL: u32 = 2;
+/// First ejection time.
+pub const DEFAULT_EJECTION_BASE: GoDuration = GoDuration::from_secs(1);
+/// Longest ejection time.
+pub const DEFAULT_EJECTION_MAX: GoDuration = GoDuration::from_secs(30);
+/// Envoy's retry budget.
+pub const DEFAULT_RETRY_BUDGET_PERCENT: u32 = 20;
+/// Retries always allowed per second.
+pub const DEFAULT_RETRY_MIN_PER_SECOND: u32 = 10;
+/// Longest `Retry-After` kprox waits for.
+pub const DEFAULT_RETRY_AFTER_CAP: GoDuration = GoDuration::from_secs(1);
+/// Attempts per request.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// client-go's HTTP/2 read-idle timeout before a health PING.
 pub const DEFAULT_KEEPALIVE_INTERVAL: GoDuration = GoDuration::from_secs(30);
 /// client-go's HTTP/2 PING timeout.
@@ -234,6 +257,44 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             Ok(value)
         }
     };
+    let policy = up
+        .policy
+        .clone()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_POLICY.to_owned());
+    if !matches!(
+        policy.as_str(),
+        "round-robin" | "least-request" | "failover"
+    ) {
+        return Err(err(
+            "upstream.policy",
+            format!("`{policy}` is not a balancing policy"),
+            "write round-robin, least-request or failover",
+        ));
+    }
+    let preferred = non_empty(up.preferred.as_deref()).map(|p| p.trim_end_matches('/').to_owned());
+    if let Some(p) = &preferred
+        && !servers.is_empty()
+        && !servers.iter().any(|s| s.trim_end_matches('/') == p)
+    {
+        return Err(err(
+            "upstream.preferred",
+            format!("{p} is not one of upstream.servers"),
+            "name one of the servers exactly",
+        ));
+    }
+    let at_least_one = |key: &str, value: Option<u32>, default: u32| {
+        let value = value.unwrap_or(default);
+        if value == 0 {
+            Err(err(
+                key,
+                "0 is not allowed".to_owned(),
+                &format!("write a number of at least 1 (default {default})"),
+            ))
+        } else {
+            Ok(value)
+        }
+    };
     let upstream = UpstreamConfig {
         servers,
         connect_timeout: positive(
@@ -258,6 +319,42 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             DEFAULT_IDLE_TIMEOUT,
         )?,
         max_streams_per_connection: max_streams,
+        policy,
+        preferred,
+        health_check_interval: positive(
+            "upstream.health_check_interval",
+            up.health_check_interval,
+            DEFAULT_HEALTH_CHECK_INTERVAL,
+        )?,
+        health_check_timeout: positive(
+            "upstream.health_check_timeout",
+            up.health_check_timeout,
+            DEFAULT_HEALTH_CHECK_TIMEOUT,
+        )?,
+        health_rise: at_least_one("upstream.health_rise", up.health_rise, DEFAULT_HEALTH_RISE)?,
+        health_fall: at_least_one("upstream.health_fall", up.health_fall, DEFAULT_HEALTH_FALL)?,
+        ejection_base: positive(
+            "upstream.ejection_base",
+            up.ejection_base,
+            DEFAULT_EJECTION_BASE,
+        )?,
+        ejection_max: positive(
+            "upstream.ejection_max",
+            up.ejection_max,
+            DEFAULT_EJECTION_MAX,
+        )?,
+        retry_budget_percent: up
+            .retry_budget_percent
+            .unwrap_or(DEFAULT_RETRY_BUDGET_PERCENT),
+        retry_min_per_second: up
+            .retry_min_per_second
+            .unwrap_or(DEFAULT_RETRY_MIN_PER_SECOND),
+        retry_after_cap: up.retry_after_cap.unwrap_or(DEFAULT_RETRY_AFTER_CAP),
+        max_attempts: at_least_one(
+            "upstream.max_attempts",
+            up.max_attempts,
+            DEFAULT_MAX_ATTEMPTS,
+        )?,
     };
 
     let log = raw.log.clone().unwrap_or_default();

@@ -186,10 +186,16 @@ pub(crate) fn closing(mut response: Response<ProxyBody>) -> Response<ProxyBody> 
 
 fn upstream_failure(error: &UpstreamError) -> Response<ProxyBody> {
     let code = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-    status_response(
+    let mut response = status_response(
         code,
         &format!("kprox could not reach the apiserver: {error}"),
-    )
+    );
+    if code == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {

@@ -5,19 +5,25 @@
 //! the choice of endpoint; [`UpstreamError`] says what failed and whether the request was sent.
 //! It knows nothing of credentials or clients: requests arrive ready to go.
 
+mod balancer;
 mod connect;
 mod endpoint;
 mod error;
+mod health;
 mod pool;
+mod retry;
 mod tls;
 mod upstream;
 
+pub use balancer::Policy;
 pub use connect::ConnectSettings;
 pub use endpoint::Endpoint;
 pub use error::{ErrorKind, Sent, UpstreamError};
+pub use health::{HealthSettings, Signal, State as HealthState};
 pub use pool::ResponseBody;
+pub use retry::RetrySettings;
 pub use tls::TlsSettings;
-pub use upstream::{Upstream, UpstreamSettings};
+pub use upstream::{Authorize, EndpointStatus, RetryCounts, Upstream, UpstreamSettings};
 
 /// Errors a request body may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -238,13 +238,14 @@ impl EndpointPool {
             Ok(response) => Ok(response.map(|body| ResponseBody {
                 inner: body,
                 guard: Some(guard),
+                load: None,
             })),
             Err(mut error) => {
                 let unsent = error.take_message().map(|r| {
                     let (parts, body) = r.into_parts();
                     Request::from_parts(parts, body)
                 });
-                let sent = if unsent.is_some() {
+                let sent = if unsent.is_some() || never_processed(error.error()) {
                     Sent::No
                 } else {
                     Sent::Maybe
@@ -273,6 +274,7 @@ impl EndpointPool {
             Ok(response) => Ok(response.map(|body| ResponseBody {
                 inner: body,
                 guard: None,
+                load: None,
             })),
             Err(mut error) => {
                 let unsent = error.take_message();
@@ -357,17 +359,42 @@ fn origin_form(mut request: Request<RequestBody>) -> Request<RequestBody> {
     request
 }
 
+/// Whether an HTTP/2 error proves the server never processed the stream: `REFUSED_STREAM`, or a
+/// GOAWAY whose last-stream-id is below it (h2 fails exactly those streams).
+fn never_processed(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.is_remote());
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// A response body from the apiserver; holds its HTTP/2 stream slot until it ends or is dropped.
 #[derive(Debug)]
 pub struct ResponseBody {
     inner: Incoming,
     guard: Option<StreamGuard>,
+    load: Option<crate::balancer::LoadGuard>,
 }
 
 impl ResponseBody {
     /// A body from a connection that is not pooled (upgrades).
+    /// Counts the response as load on its endpoint until it ends.
+    pub(crate) fn with_load(mut self, load: crate::balancer::LoadGuard) -> Self {
+        self.load = Some(load);
+        self
+    }
+
     pub(crate) fn unpooled(inner: Incoming) -> Self {
-        Self { inner, guard: None }
+        Self {
+            inner,
+            guard: None,
+            load: None,
+        }
     }
 }
 
@@ -381,8 +408,9 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = polled {
-            // The stream is finished: free its slot now rather than when the body is dropped.
+            // The stream is finished: free its slot and its load now rather than at drop.
             self.guard = None;
+            self.load = None;
         }
         polled
     }

@@ -1,29 +1,32 @@
-//! The apiservers as one service: picks an endpoint, sends on its pooled connections, and
-//! moves a request that was never sent to the next endpoint.
-//!
-//! Endpoint choice here is ordered failover with a short cool-down after a connection failure;
-//! health checks and the balancing policies (round robin, least request) plug in at
-//! [`Upstream::candidates`].
+//! The apiservers as one service. For each request: the balancer orders the usable endpoints,
+//! the request goes to the first, and a failed attempt moves on to the next when the retry rules
+//! allow it (`retry.rs`). Every outcome feeds the endpoint's health (`health.rs`), and a checker
+//! task per endpoint probes `/readyz` in the background.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use http::{Request, Response};
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, Uri};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Empty};
 
-use crate::connect::{ConnectSettings, Connector};
-use crate::error::{ErrorKind, Sent};
+use crate::balancer::{Balancer, Load, Policy};
+use crate::connect::{ConnectSettings, Connection, Connector};
+use crate::error::{ErrorKind, Sent, chain};
+use crate::health::{Health, HealthSettings, Signal, State};
 use crate::pool::{EndpointPool, ResponseBody};
+use crate::retry::{self, Decision, Reason, RetryBudget, RetrySettings};
 use crate::tls::{TlsSettings, client_config};
 use crate::{Endpoint, RequestBody, UpstreamError};
 
-/// How long an endpoint that refused a connection is passed over (unless all are).
-const COOL_DOWN: Duration = Duration::from_secs(2);
+/// Adds kprox's credentials to a request kprox itself makes (health checks).
+pub type Authorize = Arc<dyn Fn(&mut HeaderMap) + Send + Sync>;
 
 /// Everything the upstream needs, built by the binary from config and kubeconfig.
-#[derive(Debug)]
 pub struct UpstreamSettings {
-    /// Apiserver URLs, in order of preference.
+    /// Apiserver URLs, in configured order.
     pub servers: Vec<String>,
     /// TLS material; required when any server is `https`.
     pub tls: Option<TlsSettings>,
@@ -33,25 +36,88 @@ pub struct UpstreamSettings {
     pub max_streams_per_connection: usize,
     /// Idle pooled connections are closed after this long.
     pub idle_timeout: Duration,
+    /// How endpoints are chosen.
+    pub policy: Policy,
+    /// The URL of the endpoint to prefer (failover policy), if any.
+    pub preferred: Option<String>,
+    /// Health checks.
+    pub health: HealthSettings,
+    /// Retries.
+    pub retry: RetrySettings,
+    /// Credentials for health checks.
+    pub authorize: Authorize,
+}
+
+impl std::fmt::Debug for UpstreamSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamSettings")
+            .field("servers", &self.servers)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
 struct EndpointState {
     pool: Arc<EndpointPool>,
-    /// Milliseconds since `Upstream::epoch` until which the endpoint is passed over.
-    cool_until_ms: AtomicU64,
+    health: Health,
+    load: Arc<Load>,
+}
+
+/// A point-in-time view of one endpoint, for the status page and tests.
+#[derive(Clone, Debug)]
+pub struct EndpointStatus {
+    pub url: String,
+    pub up: bool,
+    pub in_flight: usize,
+    pub latency: Duration,
+    pub requests: u64,
+    pub ejections: u32,
+    pub connections_opened: u64,
+}
+
+/// Retries made so far, by reason.
+#[derive(Debug, Default)]
+pub struct RetryCounts {
+    pub not_sent: AtomicU64,
+    pub reset: AtomicU64,
+    pub unavailable: AtomicU64,
 }
 
 /// The set of apiservers.
-#[derive(Debug)]
 pub struct Upstream {
     endpoints: Vec<EndpointState>,
     connector: Connector,
-    epoch: Instant,
+    balancer: Balancer,
+    retry: RetrySettings,
+    budget: RetryBudget,
+    retries: RetryCounts,
+    authorize: Authorize,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("endpoints", &self.endpoints)
+            .field("balancer", &self.balancer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn empty_body() -> RequestBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn is_watch(uri: &Uri) -> bool {
+    uri.query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"))
 }
 
 impl Upstream {
-    /// Parses the servers and prepares TLS. Connections are opened on first use.
+    /// Parses the servers, prepares TLS and starts the health checkers. Connections are opened
+    /// on first use.
     pub fn new(settings: UpstreamSettings) -> Result<Arc<Self>, UpstreamError> {
         if settings.servers.is_empty() {
             return Err(UpstreamError::config("no apiserver URL is configured"));
@@ -72,6 +138,19 @@ impl Upstream {
                 other.url()
             )));
         }
+        let preferred = match &settings.preferred {
+            Some(url) => Some(
+                endpoints
+                    .iter()
+                    .position(|e| e.url() == url.trim_end_matches('/'))
+                    .ok_or_else(|| {
+                        UpstreamError::config(format!(
+                            "the preferred server {url} is not one of the servers"
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
         let tls = match &settings.tls {
             Some(tls) => Some(client_config(tls)?),
             None if endpoints.iter().any(Endpoint::is_tls) => {
@@ -90,17 +169,29 @@ impl Upstream {
                         settings.max_streams_per_connection,
                         settings.idle_timeout,
                     )),
-                    cool_until_ms: AtomicU64::new(0),
+                    health: Health::new(settings.health.clone()),
+                    load: Arc::new(Load::default()),
                 })
                 .collect(),
             connector,
-            epoch: Instant::now(),
+            balancer: Balancer::new(settings.policy, preferred),
+            budget: RetryBudget::new(&settings.retry),
+            retry: settings.retry,
+            retries: RetryCounts::default(),
+            authorize: settings.authorize,
         });
         tokio::spawn(sweep(Arc::downgrade(&upstream), settings.idle_timeout / 2));
+        for index in 0..upstream.endpoints.len() {
+            tokio::spawn(check(
+                Arc::downgrade(&upstream),
+                index,
+                settings.health.clone(),
+            ));
+        }
         Ok(upstream)
     }
 
-    /// The endpoints, in order of preference.
+    /// The endpoints, in configured order.
     pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
         self.endpoints.iter().map(|e| e.pool.endpoint())
     }
@@ -133,67 +224,231 @@ impl Upstream {
             .sum()
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// Retries made so far.
+    pub fn retries(&self) -> &RetryCounts {
+        &self.retries
     }
 
-    /// Endpoints to try, best first: those not cooling down in order, then — so that a request
-    /// is never refused while any endpoint might answer — the cooling ones.
-    fn candidates(&self) -> Vec<&EndpointState> {
-        let now = self.now_ms();
-        let (mut ready, cooling): (Vec<_>, Vec<_>) = self
-            .endpoints
+    /// Every endpoint's state now.
+    pub fn status(&self) -> Vec<EndpointStatus> {
+        self.endpoints
             .iter()
-            .partition(|e| e.cool_until_ms.load(Ordering::Relaxed) <= now);
-        ready.extend(cooling);
-        ready
+            .map(|e| EndpointStatus {
+                url: e.pool.endpoint().url().to_owned(),
+                up: e.health.is_up(),
+                in_flight: e.load.in_flight(),
+                latency: e.load.latency(),
+                requests: e.load.requests(),
+                ejections: e.health.ejections(),
+                connections_opened: e.pool.connections_opened(),
+            })
+            .collect()
     }
 
-    /// Sends a request whose URI is in origin form (path and query). A request that never left
-    /// kprox is tried on the next endpoint; anything else is returned as it happened.
+    /// Whether any endpoint is up.
+    pub fn any_up(&self) -> bool {
+        self.endpoints.iter().any(|e| e.health.is_up())
+    }
+
+    fn order(&self) -> Vec<usize> {
+        let up: Vec<bool> = self.endpoints.iter().map(|e| e.health.is_up()).collect();
+        let loads: Vec<Arc<Load>> = self.endpoints.iter().map(|e| e.load.clone()).collect();
+        self.balancer.order(&up, &loads)
+    }
+
+    fn record(&self, index: usize, signal: Signal) {
+        let endpoint = &self.endpoints[index];
+        if let Some(state) = endpoint.health.record(signal) {
+            match state {
+                State::Down => {
+                    tracing::warn!(endpoint = %endpoint.pool.endpoint().url(), ?signal, "apiserver taken out of rotation")
+                }
+                State::Up => {
+                    tracing::info!(endpoint = %endpoint.pool.endpoint().url(), "apiserver back in rotation")
+                }
+            }
+        }
+    }
+
+    fn count(&self, reason: Reason) {
+        let counter = match reason {
+            Reason::NotSent => &self.retries.not_sent,
+            Reason::Reset => &self.retries.reset,
+            Reason::Unavailable => &self.retries.unavailable,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends a request whose URI is in origin form (path and query), choosing and, when safe,
+    /// changing endpoints (see the module documentation).
     pub async fn send(
         &self,
         request: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
-        let mut request = request;
-        let mut last_error = None;
-        for state in self.candidates() {
-            match state.pool.send(&self.connector, request).await {
+        self.budget.deposit();
+        let (parts, body) = request.into_parts();
+        let watch = is_watch(&parts.uri);
+        let replayable = retry::replayable(&parts.method, &parts.headers, body.is_end_stream());
+        let mut body = Some(body);
+        let order = self.order();
+        let mut budgeted = 0usize;
+        let mut last_error: Option<UpstreamError> = None;
+        let mut only_refusals = true;
+
+        for (attempt, &index) in order.iter().enumerate() {
+            let request_body = match body.take() {
+                Some(body) => body,
+                None if replayable => empty_body(),
+                // The body went with an attempt that may have been received: no replay.
+                None => break,
+            };
+            let endpoint = &self.endpoints[index];
+            let mut load = endpoint.load.start();
+            let is_last = attempt + 1 == order.len();
+            match endpoint
+                .pool
+                .send(
+                    &self.connector,
+                    Request::from_parts(parts.clone(), request_body),
+                )
+                .await
+            {
                 Ok(response) => {
-                    state.cool_until_ms.store(0, Ordering::Relaxed);
-                    return Ok(response);
+                    load.headers_arrived();
+                    let status = response.status();
+                    self.record(
+                        index,
+                        if status.is_server_error() {
+                            Signal::ServerError
+                        } else {
+                            Signal::RequestOk
+                        },
+                    );
+                    if !is_last && budgeted + 1 < self.retry.max_attempts {
+                        if let Decision::After(wait) = retry::after_response(
+                            status,
+                            response.headers(),
+                            replayable,
+                            attempt,
+                            &self.retry,
+                            &self.budget,
+                        ) {
+                            tracing::debug!(endpoint = %endpoint.pool.endpoint().url(), %status, "retrying elsewhere");
+                            drop(response);
+                            budgeted += 1;
+                            self.count(Reason::Unavailable);
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                    }
+                    if watch {
+                        // A watch is load until its answer starts; after that it only waits.
+                        load.release();
+                    }
+                    return Ok(response.map(|b| b.with_load(load)));
                 }
                 Err((error, unsent)) => {
-                    if matches!(
-                        error.kind(),
-                        ErrorKind::Connect | ErrorKind::ConnectTimeout | ErrorKind::Tls
-                    ) {
-                        let until = self.now_ms()
-                            + u64::try_from(COOL_DOWN.as_millis()).unwrap_or(u64::MAX);
-                        state.cool_until_ms.store(until, Ordering::Relaxed);
-                    }
-                    tracing::warn!(%error, retried = unsent.is_some(), "apiserver request failed");
-                    match (unsent, error.sent()) {
-                        (Some(again), Sent::No) => {
-                            request = again;
-                            last_error = Some(error);
+                    drop(load);
+                    let signal = match error.kind() {
+                        ErrorKind::Connect | ErrorKind::ConnectTimeout | ErrorKind::Tls => {
+                            Signal::ConnectFailed
                         }
-                        _ => return Err(error),
+                        _ => Signal::ServerError,
+                    };
+                    self.record(index, signal);
+                    only_refusals &= error.kind() == ErrorKind::Connect;
+                    if let Some(unsent) = unsent {
+                        body = Some(unsent.into_body());
+                    }
+                    let (decision, reason) =
+                        retry::after_error(&error, replayable, attempt, &self.budget);
+                    tracing::warn!(%error, ?decision, "apiserver request failed");
+                    last_error = Some(error);
+                    match decision {
+                        Decision::Stop => break,
+                        Decision::Again => self.count(reason),
+                        Decision::After(wait) => {
+                            if budgeted + 1 >= self.retry.max_attempts {
+                                break;
+                            }
+                            budgeted += 1;
+                            self.count(reason);
+                            tokio::time::sleep(wait).await;
+                        }
                     }
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| {
-            UpstreamError::new(
+        Err(self.final_error(last_error, only_refusals))
+    }
+
+    fn final_error(&self, last_error: Option<UpstreamError>, only_refusals: bool) -> UpstreamError {
+        match last_error {
+            Some(error) if only_refusals => UpstreamError::new(
+                ErrorKind::NoEndpoint,
+                Sent::No,
+                format!(
+                    "no apiserver is reachable ({} tried; last: {error})",
+                    self.endpoints.len()
+                ),
+            ),
+            Some(error) => error,
+            None => UpstreamError::new(
                 ErrorKind::NoEndpoint,
                 Sent::No,
                 "no apiserver endpoint is available",
-            )
-        }))
+            ),
+        }
+    }
+
+    /// Sends an upgrade request (WebSocket, SPDY) on a fresh HTTP/1.1 connection of its own,
+    /// never pooled: after a `101` the connection belongs to the tunnel, and after any other
+    /// answer it is dropped with the response, so no byte a client sends after a refused
+    /// upgrade can reach the apiserver on a shared connection (CVE-2018-1002105).
+    pub async fn send_upgrade(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let mut last_error = None;
+        let mut only_refusals = true;
+        for index in self.order() {
+            let endpoint = self.endpoints[index].pool.endpoint();
+            let mut sender = match self.connector.connect(endpoint, true).await {
+                Ok(Connection::H1(sender)) => sender,
+                Ok(Connection::H2(..)) => {
+                    return Err(UpstreamError::new(
+                        ErrorKind::Protocol,
+                        Sent::No,
+                        "the apiserver insisted on HTTP/2 for an upgrade",
+                    )
+                    .at(endpoint.url()));
+                }
+                Err(error) => {
+                    self.record(index, Signal::ConnectFailed);
+                    only_refusals &= error.kind() == ErrorKind::Connect;
+                    tracing::warn!(%error, "apiserver connection for an upgrade failed");
+                    last_error = Some(error);
+                    continue;
+                }
+            };
+            let mut request = request;
+            request
+                .headers_mut()
+                .insert(http::header::HOST, endpoint.host_header().clone());
+            return sender
+                .send_request(request)
+                .await
+                .map(|response| response.map(ResponseBody::unpooled))
+                .map_err(|e| {
+                    UpstreamError::new(ErrorKind::Protocol, Sent::Maybe, chain(&e))
+                        .at(endpoint.url())
+                });
+        }
+        Err(self.final_error(last_error, only_refusals))
     }
 }
 
-async fn sweep(upstream: std::sync::Weak<Upstream>, every: Duration) {
+async fn sweep(upstream: Weak<Upstream>, every: Duration) {
     let every = every.max(Duration::from_secs(1));
     loop {
         tokio::time::sleep(every).await;
@@ -206,53 +461,51 @@ async fn sweep(upstream: std::sync::Weak<Upstream>, every: Duration) {
     }
 }
 
-impl Upstream {
-    /// Sends an upgrade request (WebSocket, SPDY) on a fresh HTTP/1.1 connection of its own,
-    /// never pooled: after a `101` the connection belongs to the tunnel, and after any other
-    /// answer it is dropped with the response, so no byte a client sends after a refused
-    /// upgrade can reach the apiserver on a shared connection (CVE-2018-1002105).
-    pub async fn send_upgrade(
-        &self,
-        request: Request<RequestBody>,
-    ) -> Result<Response<ResponseBody>, UpstreamError> {
-        let mut last_error = None;
-        for state in self.candidates() {
-            let mut sender = match self.connector.connect(state.pool.endpoint(), true).await {
-                Ok(crate::connect::Connection::H1(sender)) => sender,
-                Ok(crate::connect::Connection::H2(..)) => {
-                    return Err(UpstreamError::new(
-                        ErrorKind::Protocol,
-                        Sent::No,
-                        "the apiserver insisted on HTTP/2 for an upgrade",
-                    )
-                    .at(state.pool.endpoint().url()));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "apiserver connection for an upgrade failed");
-                    last_error = Some(error);
-                    continue;
-                }
-            };
-            let mut request = request;
-            request.headers_mut().insert(
-                http::header::HOST,
-                state.pool.endpoint().host_header().clone(),
-            );
-            return sender
-                .send_request(request)
-                .await
-                .map(|response| response.map(ResponseBody::unpooled))
-                .map_err(|e| {
-                    UpstreamError::new(ErrorKind::Protocol, Sent::Maybe, crate::error::chain(&e))
-                        .at(state.pool.endpoint().url())
-                });
-        }
-        Err(last_error.unwrap_or_else(|| {
-            UpstreamError::new(
-                ErrorKind::NoEndpoint,
-                Sent::No,
-                "no apiserver endpoint is available",
-            )
-        }))
+/// `interval` ±10%, so that several kprox instances do not probe in lockstep.
+fn jittered(interval: Duration) -> Duration {
+    let nanos = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0),
+    );
+    let tenth = interval / 10;
+    let spread = u64::try_from(tenth.as_nanos() * 2).unwrap_or(1).max(1);
+    interval - tenth + Duration::from_nanos(nanos % spread)
+}
+
+/// Probes one endpoint's `/readyz` forever (until the upstream is dropped).
+async fn check(upstream: Weak<Upstream>, index: usize, settings: HealthSettings) {
+    loop {
+        tokio::time::sleep(jittered(settings.interval)).await;
+        let Some(upstream) = upstream.upgrade() else {
+            return;
+        };
+        let endpoint = &upstream.endpoints[index];
+        let mut request = Request::get("/readyz")
+            .body(empty_body())
+            .unwrap_or_else(|_| Request::new(empty_body()));
+        (upstream.authorize)(request.headers_mut());
+        let outcome = tokio::time::timeout(
+            settings.timeout,
+            endpoint.pool.send(&upstream.connector, request),
+        )
+        .await;
+        let passed = match outcome {
+            Ok(Ok(response)) => response.status().is_success(),
+            Ok(Err((error, _))) => {
+                tracing::debug!(%error, "health check failed");
+                false
+            }
+            Err(_) => false,
+        };
+        upstream.record(
+            index,
+            if passed {
+                Signal::CheckPassed
+            } else {
+                Signal::CheckFailed
+            },
+        );
     }
 }

@@ -8,7 +8,8 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use kprox_testkit::{Behaviour, FakeApiServer, FakeOptions, TestPki};
 use kprox_upstream::{
-    ConnectSettings, ErrorKind, RequestBody, TlsSettings, Upstream, UpstreamSettings,
+    ConnectSettings, ErrorKind, HealthSettings, Policy, RequestBody, RetrySettings, TlsSettings,
+    Upstream, UpstreamSettings,
 };
 
 const TOKEN: &str = "upstream-test-token";
@@ -30,6 +31,28 @@ fn settings(servers: Vec<String>, pki: &TestPki) -> UpstreamSettings {
         },
         max_streams_per_connection: 100,
         idle_timeout: Duration::from_secs(90),
+        policy: Policy::Failover,
+        preferred: None,
+        health: HealthSettings {
+            interval: Duration::from_millis(400),
+            timeout: Duration::from_millis(500),
+            fall: 2,
+            rise: 2,
+            ejection_base: Duration::from_secs(1),
+            ejection_max: Duration::from_secs(30),
+        },
+        retry: RetrySettings {
+            budget_percent: 20,
+            min_per_second: 10,
+            retry_after_cap: Duration::from_secs(1),
+            max_attempts: 3,
+        },
+        authorize: std::sync::Arc::new(|headers: &mut http::HeaderMap| {
+            headers.insert(
+                "authorization",
+                http::HeaderValue::from_static("Bearer upstream-test-token"),
+            );
+        }),
     }
 }
 
@@ -168,8 +191,12 @@ async fn all_endpoints_refusing_is_an_error_that_says_so() {
     server.set_behaviour(Behaviour::Refuse).await;
     let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
     let error = upstream.send(get("/version")).await.expect_err("refused");
-    assert_eq!(error.kind(), ErrorKind::Connect);
-    assert_eq!(error.http_status(), 502);
+    assert_eq!(error.kind(), ErrorKind::NoEndpoint);
+    assert_eq!(error.http_status(), 503);
+    assert!(
+        error.to_string().contains("no apiserver is reachable"),
+        "{error}"
+    );
     assert!(error.to_string().contains("refused"), "{error}");
 }
 

@@ -12,7 +12,9 @@ use kprox_listener::{
     ClientToken, Filter, ForwardSettings, Forwarder, Listener, Pipeline, ServeSettings,
     StaticFiles, Tunnels,
 };
-use kprox_upstream::{ConnectSettings, TlsSettings, Upstream, UpstreamSettings};
+use kprox_upstream::{
+    ConnectSettings, HealthSettings, RetrySettings, TlsSettings, Upstream, UpstreamSettings,
+};
 use tokio::net::TcpListener;
 
 /// Everything built and ready to serve.
@@ -85,6 +87,31 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         max_streams_per_connection: usize::try_from(upstream_config.max_streams_per_connection)
             .unwrap_or(usize::MAX),
         idle_timeout: upstream_config.idle_timeout.get(),
+        policy: upstream_config
+            .policy
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("upstream.policy: {e}"))?,
+        preferred: upstream_config.preferred.clone(),
+        health: HealthSettings {
+            interval: upstream_config.health_check_interval.get(),
+            timeout: upstream_config.health_check_timeout.get(),
+            fall: upstream_config.health_fall,
+            rise: upstream_config.health_rise,
+            ejection_base: upstream_config.ejection_base.get(),
+            ejection_max: upstream_config.ejection_max.get(),
+        },
+        retry: RetrySettings {
+            budget_percent: upstream_config.retry_budget_percent,
+            min_per_second: upstream_config.retry_min_per_second,
+            retry_after_cap: upstream_config.retry_after_cap.get(),
+            max_attempts: usize::try_from(upstream_config.max_attempts).unwrap_or(3),
+        },
+        authorize: {
+            let credentials = credentials.clone();
+            Arc::new(move |headers: &mut http::HeaderMap| {
+                kprox_auth::inject(headers, &credentials.snapshot())
+            })
+        },
     })
     .context("setting up the upstream")?;
 
