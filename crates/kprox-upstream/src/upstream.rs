@@ -324,22 +324,23 @@ impl Upstream {
                             Signal::RequestOk
                         },
                     );
-                    if !is_last && budgeted + 1 < self.retry.max_attempts {
-                        if let Decision::After(wait) = retry::after_response(
+                    let may_retry = !is_last && budgeted + 1 < self.retry.max_attempts;
+                    if may_retry
+                        && let Decision::After(wait) = retry::after_response(
                             status,
                             response.headers(),
                             replayable,
                             attempt,
                             &self.retry,
                             &self.budget,
-                        ) {
-                            tracing::debug!(endpoint = %endpoint.pool.endpoint().url(), %status, "retrying elsewhere");
-                            drop(response);
-                            budgeted += 1;
-                            self.count(Reason::Unavailable);
-                            tokio::time::sleep(wait).await;
-                            continue;
-                        }
+                        )
+                    {
+                        tracing::debug!(endpoint = %endpoint.pool.endpoint().url(), %status, "retrying elsewhere");
+                        drop(response);
+                        budgeted += 1;
+                        self.count(Reason::Unavailable);
+                        tokio::time::sleep(wait).await;
+                        continue;
                     }
                     if watch {
                         // A watch is load until its answer starts; after that it only waits.
