@@ -72,6 +72,8 @@ pub(crate) struct EndpointPool {
     idle_timeout: Duration,
     epoch: Instant,
     opened: AtomicU64,
+    /// Failed connection attempts so far; requests that waited for one of them move on.
+    connect_failures: AtomicU64,
 }
 
 /// What one attempt on this endpoint produced: a response, or an error and — when it was never
@@ -91,6 +93,7 @@ impl EndpointPool {
             idle_timeout,
             epoch: Instant::now(),
             opened: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
         }
     }
 
@@ -144,6 +147,7 @@ impl EndpointPool {
     ) -> Attempt {
         // Until the endpoint is known to speak HTTP/1.1 only, open one connection at a time:
         // with HTTP/2, the one connection serves everybody who waited.
+        let failures_before = self.connect_failures.load(Ordering::Acquire);
         let _serial = if self.protocol.load(Ordering::Acquire) == PROTOCOL_H1 {
             None
         } else {
@@ -152,9 +156,23 @@ impl EndpointPool {
         if let Some((sender, guard)) = self.checkout_h2() {
             return self.send_h2(sender, guard, request).await;
         }
+        // The attempt we waited for failed: do not queue up another full timeout behind it;
+        // the request was not sent and can go to another endpoint now.
+        if self.connect_failures.load(Ordering::Acquire) != failures_before {
+            let error = UpstreamError::new(
+                ErrorKind::Connect,
+                Sent::No,
+                "a connection attempt just failed",
+            )
+            .at(self.endpoint.url());
+            return Err((error, Some(request)));
+        }
         let connection = match connector.connect(&self.endpoint, false).await {
             Ok(connection) => connection,
-            Err(error) => return Err((error, Some(request))),
+            Err(error) => {
+                self.connect_failures.fetch_add(1, Ordering::AcqRel);
+                return Err((error, Some(request)));
+            }
         };
         self.opened.fetch_add(1, Ordering::Relaxed);
         match connection {

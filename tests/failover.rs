@@ -1,0 +1,432 @@
+//! Several apiservers behind one kprox: failures of one must not reach clients.
+//! Three fake apiservers on 127.0.0.1, .2 and .3 share one CA and one store (one cluster).
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use kprox_testkit::{Behaviour, FakeApiServer, FakeOptions, KubeconfigBuilder, Store, TestPki};
+use support::{Kprox, TOKEN};
+
+struct Trio {
+    servers: Vec<FakeApiServer>,
+    _dir: tempfile::TempDir,
+    kubeconfig: String,
+}
+
+impl Trio {
+    async fn start(options: impl Fn(usize) -> FakeOptions) -> Self {
+        let pki = Arc::new(TestPki::new("trio").expect("pki"));
+        let store = Arc::new(Store::new());
+        store.add_pod("default", "alpha").expect("pod");
+        let mut servers = Vec::new();
+        for n in 0..3 {
+            let server = FakeApiServer::start(FakeOptions {
+                ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n as u8 + 1)),
+                tokens: vec![TOKEN.into()],
+                pki: Some(pki.clone()),
+                store: Some(store.clone()),
+                name: format!("apiserver-{n}"),
+                ..options(n)
+            })
+            .await
+            .expect("fake apiserver");
+            servers.push(server);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        KubeconfigBuilder::new()
+            .cluster("trio", &servers[0].url(), &pki.ca_pem())
+            .user_token("u", TOKEN)
+            .context("trio", "trio", "u")
+            .current("trio")
+            .write(&kubeconfig)
+            .expect("kubeconfig");
+        Self {
+            servers,
+            kubeconfig: kubeconfig.display().to_string(),
+            _dir: dir,
+        }
+    }
+
+    fn servers_arg(&self) -> String {
+        self.servers
+            .iter()
+            .map(FakeApiServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn kprox(&self, extra: &[&str]) -> Kprox {
+        let servers = self.servers_arg();
+        let mut args = vec!["--kubeconfig", &self.kubeconfig, "--server", &servers];
+        args.extend_from_slice(extra);
+        Kprox::start(&args)
+    }
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>;
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// What a load run saw.
+#[derive(Debug, Default)]
+struct Report {
+    ok: usize,
+    failures: Vec<(Duration, String)>,
+    latencies: Vec<Duration>,
+}
+
+impl Report {
+    fn p99(&mut self) -> Duration {
+        self.latencies.sort();
+        self.latencies
+            .get(self.latencies.len() * 99 / 100)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
+/// `clients` concurrent keep-alive clients sending GET `path` until `stop` is set.
+async fn load(url: String, clients: usize, stop: Arc<AtomicBool>) -> Report {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (url, stop) = (url.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            let mut report = Report::default();
+            while !stop.load(Ordering::Relaxed) {
+                let begun = Instant::now();
+                let request = http::Request::get(&url)
+                    .header("host", "localhost")
+                    .body(Empty::new())
+                    .expect("request");
+                let outcome =
+                    match tokio::time::timeout(Duration::from_secs(10), client.request(request))
+                        .await
+                    {
+                        Ok(Ok(response)) => {
+                            let status = response.status();
+                            match response.into_body().collect().await {
+                                Ok(_) if status.is_success() => Ok(()),
+                                Ok(_) => Err(format!("status {status}")),
+                                Err(e) => Err(format!("body: {e}")),
+                            }
+                        }
+                        Ok(Err(e)) => Err(format!("request: {e}")),
+                        Err(_) => Err("timed out".to_owned()),
+                    };
+                report.latencies.push(begun.elapsed());
+                match outcome {
+                    Ok(()) => report.ok += 1,
+                    Err(e) => report.failures.push((started.elapsed(), e)),
+                }
+            }
+            report
+        }));
+    }
+    let mut total = Report::default();
+    for task in tasks {
+        let report = task.await.expect("client task");
+        total.ok += report.ok;
+        total.failures.extend(report.failures);
+        total.latencies.extend(report.latencies);
+    }
+    total
+}
+
+async fn run_load_with(
+    url: String,
+    clients: usize,
+    duration: Duration,
+    during: impl std::future::Future<Output = ()>,
+) -> Report {
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = tokio::spawn(load(url, clients, stop.clone()));
+    during.await;
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    runner.await.expect("load")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_an_apiserver_under_load_fails_no_request() {
+    let trio = Trio::start(|_| FakeOptions::default()).await;
+    let kprox = trio.kprox(&["--log-level", "warn"]);
+    let url = kprox.url("/api/v1/namespaces/default/pods");
+    let victim = &trio.servers[1];
+    let mut report = run_load_with(url, 32, Duration::from_secs(4), async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        victim.set_behaviour(Behaviour::Refuse).await;
+    })
+    .await;
+    let p99 = report.p99();
+    println!(
+        "kill under load: {} ok, {} failed, p99 {p99:?}",
+        report.ok,
+        report.failures.len()
+    );
+    assert!(
+        report.ok > 500,
+        "too little load to mean anything: {}",
+        report.ok
+    );
+    assert!(
+        report.failures.is_empty(),
+        "clients saw failures: {:?}",
+        &report.failures[..report.failures.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blackholed_apiserver_is_detected_within_2s_and_then_costs_nothing() {
+    let trio = Trio::start(|_| FakeOptions::default()).await;
+    let kprox = trio.kprox(&["--log-level", "warn"]);
+    let url = kprox.url("/api/v1/namespaces/default/pods");
+    let victim = &trio.servers[2];
+    let before = Arc::new(std::sync::Mutex::new(0u64));
+    let detected = Arc::new(std::sync::Mutex::new(None::<Duration>));
+    let mut report = run_load_with(url, 16, Duration::from_secs(5), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        victim.set_behaviour(Behaviour::Blackhole).await;
+        *before.lock().expect("lock") = victim.request_count();
+        let since = Instant::now();
+        let needle = format!("apiserver taken out of rotation endpoint={}", victim.url());
+        while since.elapsed() < Duration::from_secs(4) {
+            if kprox.stderr().contains(&needle) {
+                *detected.lock().expect("lock") = Some(since.elapsed());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let p99 = report.p99();
+    let detected = *detected.lock().expect("lock");
+    println!(
+        "blackhole: detected after {detected:?}; {} ok, {} failed, p99 {p99:?}",
+        report.ok,
+        report.failures.len()
+    );
+    let detected = detected.expect("the blackhole was never taken out of rotation");
+    assert!(
+        detected < Duration::from_secs(2),
+        "detection took {detected:?}"
+    );
+    // The blackhole answers nothing, so its request count stops where it was.
+    assert_eq!(victim.request_count(), *before.lock().expect("lock"));
+    let late: Vec<_> = report
+        .failures
+        .iter()
+        .filter(|(at, _)| *at > Duration::from_secs(3))
+        .collect();
+    assert!(late.is_empty(), "failures after detection: {late:?}");
+    assert!(
+        report.failures.is_empty(),
+        "requests to the blackhole were not moved: {:?}",
+        &report.failures[..report.failures.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_answers_goaway_and_stream_limits_do_not_reach_clients() {
+    let trio = Trio::start(|n| FakeOptions {
+        max_concurrent_streams: (n == 2).then_some(10),
+        ..Default::default()
+    })
+    .await;
+    let kprox = trio.kprox(&["--log-level", "warn"]);
+    // 30 open watches; the third apiserver allows only 10 streams per connection.
+    let mut watches = Vec::new();
+    for _ in 0..30 {
+        let mut stream = tokio::net::TcpStream::connect(&kprox.address)
+            .await
+            .expect("connect");
+        use tokio::io::AsyncWriteExt;
+        stream
+            .write_all(
+                b"GET /api/v1/namespaces/default/pods?watch=1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            )
+            .await
+            .expect("watch");
+        watches.push(stream);
+    }
+    trio.servers[0].set_behaviour(Behaviour::Status(503)).await;
+    let url = kprox.url("/api/v1/namespaces/default/pods/alpha");
+    let goaway = async {
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            trio.servers[1].goaway();
+        }
+    };
+    let mut report = run_load_with(url, 16, Duration::from_secs(2), goaway).await;
+    let p99 = report.p99();
+    println!(
+        "503 + GOAWAY + stream limit: {} ok, {} failed, p99 {p99:?}",
+        report.ok,
+        report.failures.len()
+    );
+    assert!(
+        report.failures.is_empty(),
+        "{:?}",
+        &report.failures[..report.failures.len().min(5)]
+    );
+    assert!(p99 < Duration::from_secs(1), "GETs were slow: p99 {p99:?}");
+    drop(watches);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_are_never_duplicated_during_a_failover() {
+    let trio = Trio::start(|_| FakeOptions::default()).await;
+    let kprox = trio.kprox(&["--log-level", "warn", "--reject-methods", "^$"]);
+    let url = kprox.url("/api/v1/namespaces/default/configmaps");
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        trio.servers[0].set_behaviour(Behaviour::Refuse).await;
+    };
+    let posts = async {
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let mut sent = 0usize;
+        let mut outcomes = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            let body = format!(r#"{{"metadata":{{"name":"cm-{sent}"}},"data":{{"n":"{sent}"}}}}"#);
+            let request = http::Request::post(format!("{url}?fieldManager=post-{sent}"))
+                .header("host", "localhost")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .expect("request");
+            let status = match client.request(request).await {
+                Ok(response) => response.status().as_u16(),
+                Err(_) => 0,
+            };
+            outcomes.push(status);
+            sent += 1;
+        }
+        (sent, outcomes)
+    };
+    let ((sent, outcomes), ()) = tokio::join!(posts, killer);
+    let mut received = Vec::new();
+    for server in &trio.servers {
+        for request in server.requests() {
+            if request.method == http::Method::POST {
+                received.push(request.uri);
+            }
+        }
+    }
+    let unique: std::collections::HashSet<_> = received.iter().collect();
+    println!(
+        "POSTs: {sent} sent, {} received, outcomes other than 201: {:?}",
+        received.len(),
+        outcomes.iter().filter(|s| **s != 201).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        unique.len(),
+        received.len(),
+        "a POST reached the apiservers twice"
+    );
+    assert!(received.len() <= sent);
+    assert!(
+        !outcomes.contains(&409),
+        "a retried POST collided with itself"
+    );
+    assert!(
+        outcomes.iter().filter(|s| **s == 201).count() + 2 >= sent,
+        "more than the POSTs in flight at the kill failed: {outcomes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_apiservers_down_answers_503_at_once_and_one_back_takes_traffic_within_2s() {
+    let trio = Trio::start(|_| FakeOptions::default()).await;
+    let kprox = trio.kprox(&["--log-level", "error"]);
+    let url = kprox.url("/api/v1/namespaces/default/pods");
+    for server in &trio.servers {
+        server.set_behaviour(Behaviour::Refuse).await;
+    }
+    let client = client();
+    let get = || {
+        http::Request::get(&url)
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .expect("request")
+    };
+    // Give the checkers time to see it; then every answer must be a fast 503.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..5 {
+        let begun = Instant::now();
+        let response = client.request(get()).await.expect("response");
+        let elapsed = begun.elapsed();
+        assert_eq!(response.status(), 503);
+        assert_eq!(
+            response.headers().get("retry-after").map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("\"kind\":\"Status\""));
+        assert!(elapsed < Duration::from_millis(100), "503 took {elapsed:?}");
+    }
+    trio.servers[1].set_behaviour(Behaviour::Healthy).await;
+    let back = Instant::now();
+    loop {
+        let response = client.request(get()).await.expect("response");
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(2),
+            "traffic did not return within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "traffic returned {:?} after the apiserver came back",
+        back.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_request_sends_less_to_a_slow_apiserver() {
+    let trio = Trio::start(|_| FakeOptions::default()).await;
+    let kprox = trio.kprox(&["--log-level", "warn"]);
+    trio.servers[0]
+        .set_behaviour(Behaviour::Slow(Duration::from_millis(60)))
+        .await;
+    let url = kprox.url("/api/v1/namespaces/default/pods/alpha");
+    let counts_before: Vec<u64> = trio
+        .servers
+        .iter()
+        .map(|s| s.requests_to("/api/v1/namespaces/default/pods/alpha").len() as u64)
+        .collect();
+    let report = run_load_with(url, 8, Duration::from_secs(3), async {}).await;
+    let counts: Vec<u64> = trio
+        .servers
+        .iter()
+        .zip(&counts_before)
+        .map(|(s, b)| s.requests_to("/api/v1/namespaces/default/pods/alpha").len() as u64 - b)
+        .collect();
+    println!(
+        "least-request with one slow apiserver: {counts:?} ({} ok)",
+        report.ok
+    );
+    assert!(report.failures.is_empty());
+    assert!(
+        counts[0] * 4 < counts[1].min(counts[2]),
+        "the slow apiserver got {counts:?}"
+    );
+}
