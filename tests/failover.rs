@@ -199,6 +199,8 @@ async fn a_blackholed_apiserver_is_detected_within_2s_and_then_costs_nothing() {
     let mut report = run_load_with(url, 16, Duration::from_secs(5), async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         victim.set_behaviour(Behaviour::Blackhole).await;
+        // Requests already inside the fake when it went dark still count; later ones cannot.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         *before.lock().expect("lock") = victim.request_count();
         let since = Instant::now();
         let needle = format!("apiserver taken out of rotation endpoint={}", victim.url());
@@ -429,4 +431,298 @@ async fn least_request_sends_less_to_a_slow_apiserver() {
         counts[0] * 4 < counts[1].min(counts[2]),
         "the slow apiserver got {counts:?}"
     );
+}
+
+/// Reads watch events (one JSON object per line inside HTTP/1.1 chunks) from a raw stream.
+struct EventReader {
+    reader: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl EventReader {
+    async fn open(address: &str, path: &str) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .expect("request");
+        let mut reader = tokio::io::BufReader::new(stream);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).await.expect("head");
+            if line == "\r\n" {
+                break;
+            }
+        }
+        Self { reader }
+    }
+
+    /// The next event, or None when the stream ended.
+    async fn next(&mut self) -> Option<serde_json::Value> {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            // Nothing for 10 s counts as the end; callers assert on what they got.
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut line))
+                    .await
+                    .ok()?
+                    .ok()?;
+            if read == 0 {
+                return None;
+            }
+            let text = line.trim();
+            if text.starts_with('{') {
+                return serde_json::from_str(text).ok();
+            }
+            if text == "0" {
+                return None; // the last chunk
+            }
+        }
+    }
+}
+
+fn event_name(event: &serde_json::Value) -> (String, String) {
+    (
+        event["type"].as_str().unwrap_or_default().to_owned(),
+        event["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+fn watching(trio: &Trio, path: &str) -> usize {
+    trio.servers
+        .iter()
+        .position(|s| !s.requests_to(path).is_empty())
+        .expect("some apiserver got the watch")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_survives_the_death_of_its_apiserver_without_gap_or_duplicate() {
+    let trio = Trio::start(|_| FakeOptions::default()).await;
+    let kprox = trio.kprox(&["--log-level", "warn"]);
+    let store = trio.servers[0].store().clone();
+    let rv = store.resource_version();
+    let path = format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}");
+    let mut events = EventReader::open(&kprox.address, &path).await;
+    store.add_pod("default", "p1").expect("p1");
+    store.add_pod("default", "p2").expect("p2");
+    let mut seen = vec![
+        event_name(&events.next().await.expect("p1")),
+        event_name(&events.next().await.expect("p2")),
+    ];
+    let victim = watching(&trio, "/api/v1/namespaces/default/pods?watch=1");
+    trio.servers[victim].set_behaviour(Behaviour::Refuse).await;
+    store.add_pod("default", "p3").expect("p3");
+    store
+        .delete(kprox_testkit::Resource::Pods, "default", "p1")
+        .expect("delete p1");
+    store.add_pod("default", "p4").expect("p4");
+    for _ in 0..3 {
+        seen.push(event_name(
+            &events.next().await.expect("an event after the failover"),
+        ));
+    }
+    let expected: Vec<(String, String)> = [
+        ("ADDED", "p1"),
+        ("ADDED", "p2"),
+        ("ADDED", "p3"),
+        ("DELETED", "p1"),
+        ("ADDED", "p4"),
+    ]
+    .iter()
+    .map(|(t, n)| ((*t).to_owned(), (*n).to_owned()))
+    .collect();
+    assert_eq!(seen, expected);
+    let resumed: Vec<_> = trio
+        .servers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != victim)
+        .flat_map(|(_, s)| s.requests_to("/api/v1/namespaces/default/pods?watch=1"))
+        .collect();
+    let all: Vec<Vec<String>> = trio
+        .servers
+        .iter()
+        .map(|s| {
+            s.requests_to("/api/v1/namespaces/default/pods?watch=1")
+                .into_iter()
+                .map(|r| r.uri)
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        resumed.len(),
+        1,
+        "resumed exactly once; victim {victim}; watches per server {all:?}; kprox: {}",
+        kprox.stderr()
+    );
+    assert!(
+        resumed[0].uri.contains("resourceVersion="),
+        "{}",
+        resumed[0].uri
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_watch_whose_version_is_gone_gets_410_and_ends() {
+    let trio = Trio::start(|_| FakeOptions::default()).await;
+    let kprox = trio.kprox(&["--log-level", "warn"]);
+    let store = trio.servers[0].store().clone();
+    let path = format!(
+        "/api/v1/namespaces/default/pods?watch=1&resourceVersion={}",
+        store.resource_version()
+    );
+    let mut events = EventReader::open(&kprox.address, &path).await;
+    store.add_pod("default", "before").expect("add");
+    assert_eq!(
+        event_name(&events.next().await.expect("before")).1,
+        "before"
+    );
+    // The other apiservers answer slowly, so the resumed watch arrives after the history it
+    // needs was compacted away.
+    let victim = watching(&trio, "/api/v1/namespaces/default/pods?watch=1");
+    for (i, server) in trio.servers.iter().enumerate() {
+        if i != victim {
+            server
+                .set_behaviour(Behaviour::Slow(Duration::from_millis(800)))
+                .await;
+        }
+    }
+    trio.servers[victim].set_behaviour(Behaviour::Refuse).await;
+    store.add_pod("default", "missed").expect("add");
+    store.compact();
+    let mut tail = Vec::new();
+    while let Some(event) = events.next().await {
+        tail.push(event);
+    }
+    let error = tail
+        .iter()
+        .find(|e| e["type"] == "ERROR")
+        .unwrap_or_else(|| panic!("no ERROR event: {tail:?}; kprox: {}", kprox.stderr()));
+    assert_eq!(error["object"]["code"], 410);
+    assert_eq!(tail.last(), Some(error), "the stream ends after the 410");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_and_python_watches_survive_an_apiserver_death() {
+    let trio = Trio::start(|_| FakeOptions::default()).await;
+    let kprox = trio.kprox(&["--log-level", "warn"]);
+    let store = trio.servers[0].store().clone();
+    let cache = tempfile::tempdir().expect("cache");
+    let mut kubectl = std::process::Command::new(support::require_tool("kubectl"))
+        .args([
+            "--server",
+            &kprox.url(""),
+            "--cache-dir",
+            &cache.path().display().to_string(),
+            "get",
+            "pods",
+            "--watch",
+            "--output-watch-events",
+            "--no-headers",
+        ])
+        .env("KUBECONFIG", "/dev/null")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    let python = support::require_tool("python3");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/watch_until.py"
+    );
+    let mut py = std::process::Command::new(python)
+        .args([script, &kprox.url(""), "w3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    let kubectl_lines = lines_of(kubectl.stdout.take().expect("stdout"));
+    let py_lines = lines_of(py.stdout.take().expect("stdout"));
+    // Both clients have listed and are watching once they print the initial pod / "ready".
+    wait_for(&kubectl_lines, "alpha");
+    wait_for(&py_lines, "ready");
+    store.add_pod("default", "w1").expect("w1");
+    wait_for(&kubectl_lines, "w1");
+    // Kill every apiserver a watch is on; the third stays to take them over.
+    let busy: Vec<usize> = (0..3)
+        .filter(|&i| {
+            !trio.servers[i]
+                .requests_to("/api/v1/namespaces/default/pods?")
+                .iter()
+                .all(|r| !r.uri.contains("watch"))
+        })
+        .collect();
+    assert!(
+        busy.len() < 3,
+        "watches spread over all three apiservers; nothing would be left"
+    );
+    for &i in &busy {
+        trio.servers[i].set_behaviour(Behaviour::Refuse).await;
+    }
+    store.add_pod("default", "w2").expect("w2");
+    store.add_pod("default", "w3").expect("w3");
+    wait_for(&kubectl_lines, "w3");
+    let _ = kubectl.kill();
+    let _ = kubectl.wait();
+    let py_status = py.wait().expect("python ends");
+    let mut stderr = String::new();
+    if let Some(mut e) = py.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(py_status.success(), "python watch failed: {stderr}");
+
+    let k: Vec<String> = kubectl_lines.lock().expect("lock").clone();
+    let names: Vec<&str> = k
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(names, ["alpha", "w1", "w2", "w3"], "kubectl saw: {k:?}");
+    let p: Vec<String> = py_lines.lock().expect("lock").clone();
+    let result = p
+        .iter()
+        .find(|l| l.contains("watched"))
+        .unwrap_or_else(|| panic!("python printed: {p:?}"));
+    let result: serde_json::Value = serde_json::from_str(result).expect("json");
+    assert_eq!(
+        result["watched"],
+        serde_json::json!([["ADDED", "w1"], ["ADDED", "w2"], ["ADDED", "w3"]])
+    );
+}
+
+fn lines_of(out: impl std::io::Read + Send + 'static) -> Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::BufRead;
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().expect("lock").push(line);
+        }
+    });
+    lines
+}
+
+fn wait_for(lines: &Arc<std::sync::Mutex<Vec<String>>>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lines
+        .lock()
+        .expect("lock")
+        .iter()
+        .any(|l| l.contains(needle))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never saw {needle:?}: {:?}",
+            lines.lock().expect("lock")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

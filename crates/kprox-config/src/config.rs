@@ -146,6 +146,9 @@ pub struct UpstreamConfig {
     pub retry_after_cap: GoDuration,
     /// Attempts per request, the first included (requests never sent do not count). Default 3.
     pub max_attempts: u32,
+    /// Resume a JSON watch on another apiserver from its last resourceVersion when its stream
+    /// breaks, within the same client response. Default true.
+    pub watch_resume: bool,
 }
 
 /// Logging.

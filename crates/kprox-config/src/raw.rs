@@ -147,6 +147,8 @@ pub struct RawUpstream {
     pub retry_after_cap: Option<GoDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch_resume: Option<bool>,
 }
 
 /// `[log]`: level filter and output format.

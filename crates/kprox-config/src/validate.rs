@@ -355,6 +355,7 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             up.max_attempts,
             DEFAULT_MAX_ATTEMPTS,
         )?,
+        watch_resume: up.watch_resume.unwrap_or(true),
     };
 
     let log = raw.log.clone().unwrap_or_default();

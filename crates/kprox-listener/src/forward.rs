@@ -115,10 +115,7 @@ impl Forwarder {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
                 hop_by_hop::strip(&mut parts.headers);
-                Response::from_parts(
-                    parts,
-                    body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
-                )
+                Response::from_parts(parts, body.boxed_unsync())
             }
             Err(error) => upstream_failure(&error),
         }
@@ -169,10 +166,7 @@ impl Forwarder {
         }
         let (mut parts, body) = response.into_parts();
         hop_by_hop::strip(&mut parts.headers);
-        closing(Response::from_parts(
-            parts,
-            body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync(),
-        ))
+        closing(Response::from_parts(parts, body.boxed_unsync()))
     }
 }
 

@@ -98,6 +98,8 @@ struct Shared {
     goaway: watch::Sender<u64>,
     handshakes: AtomicU64,
     connections: AtomicU64,
+    /// Connections being served right now.
+    open: std::sync::atomic::AtomicUsize,
     requests: AtomicU64,
     log: Mutex<Vec<LoggedRequest>>,
     server_address: String,
@@ -180,6 +182,7 @@ impl FakeApiServer {
             goaway: watch::Sender::new(0),
             handshakes: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            open: std::sync::atomic::AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             server_address: addr.to_string(),
@@ -246,6 +249,16 @@ impl FakeApiServer {
         let mut applied = self.shared.applied.subscribe();
         // The accept loop only stops when the server is dropped, and `self` is alive here.
         let _ = applied.wait_for(|b| *b == behaviour).await;
+        if behaviour == Behaviour::Refuse {
+            // Killed connections end asynchronously; a refused server has none left when this
+            // returns, so nothing it had queued can still reach a client afterwards.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            while self.shared.open.load(Ordering::Acquire) > 0
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
     }
 
     /// Replaces the accepted bearer tokens.
@@ -359,8 +372,19 @@ async fn accept_loop(
     }
 }
 
+/// Counts a connection as open until dropped.
+struct OpenConnection(Arc<Shared>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, settings: ConnSettings) {
     shared.connections.fetch_add(1, Ordering::Relaxed);
+    shared.open.fetch_add(1, Ordering::AcqRel);
+    let _open = OpenConnection(shared.clone());
     let mut kill = shared.kill.subscribe();
     kill.mark_unchanged();
     let mut goaway = shared.goaway.subscribe();

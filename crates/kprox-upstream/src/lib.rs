@@ -6,6 +6,7 @@
 //! It knows nothing of credentials or clients: requests arrive ready to go.
 
 mod balancer;
+mod body;
 mod connect;
 mod endpoint;
 mod error;
@@ -14,13 +15,14 @@ mod pool;
 mod retry;
 mod tls;
 mod upstream;
+mod watch;
 
 pub use balancer::Policy;
+pub use body::ResponseBody;
 pub use connect::ConnectSettings;
 pub use endpoint::Endpoint;
 pub use error::{ErrorKind, Sent, UpstreamError};
 pub use health::{HealthSettings, Signal, State as HealthState};
-pub use pool::ResponseBody;
 pub use retry::RetrySettings;
 pub use tls::TlsSettings;
 pub use upstream::{Authorize, EndpointStatus, RetryCounts, Upstream, UpstreamSettings};

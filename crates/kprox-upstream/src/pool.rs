@@ -79,7 +79,7 @@ pub(crate) struct EndpointPool {
 /// What one attempt on this endpoint produced: a response, or an error and — when it was never
 /// sent — the request back, to try elsewhere.
 pub(crate) type Attempt =
-    Result<Response<ResponseBody>, (UpstreamError, Option<Request<RequestBody>>)>;
+    Result<Response<PooledBody>, (UpstreamError, Option<Request<RequestBody>>)>;
 
 impl EndpointPool {
     pub(crate) fn new(endpoint: Endpoint, max_streams: usize, idle_timeout: Duration) -> Self {
@@ -253,7 +253,7 @@ impl EndpointPool {
         request.headers_mut().remove(header::HOST);
         *request.uri_mut() = absolute(&self.endpoint, request.uri());
         match sender.try_send_request(request).await {
-            Ok(response) => Ok(response.map(|body| ResponseBody {
+            Ok(response) => Ok(response.map(|body| PooledBody {
                 inner: body,
                 guard: Some(guard),
                 load: None,
@@ -289,7 +289,7 @@ impl EndpointPool {
         let pool = Arc::downgrade(self);
         tokio::spawn(return_when_ready(pool, sender));
         match pending.await {
-            Ok(response) => Ok(response.map(|body| ResponseBody {
+            Ok(response) => Ok(response.map(|body| PooledBody {
                 inner: body,
                 guard: None,
                 load: None,
@@ -393,13 +393,13 @@ fn never_processed(error: &hyper::Error) -> bool {
 
 /// A response body from the apiserver; holds its HTTP/2 stream slot until it ends or is dropped.
 #[derive(Debug)]
-pub struct ResponseBody {
+pub(crate) struct PooledBody {
     inner: Incoming,
     guard: Option<StreamGuard>,
     load: Option<crate::balancer::LoadGuard>,
 }
 
-impl ResponseBody {
+impl PooledBody {
     /// A body from a connection that is not pooled (upgrades).
     /// Counts the response as load on its endpoint until it ends.
     pub(crate) fn with_load(mut self, load: crate::balancer::LoadGuard) -> Self {
@@ -416,7 +416,7 @@ impl ResponseBody {
     }
 }
 
-impl Body for ResponseBody {
+impl Body for PooledBody {
     type Data = Bytes;
     type Error = hyper::Error;
 

@@ -13,12 +13,14 @@ use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
 
 use crate::balancer::{Balancer, Load, Policy};
+use crate::body::ResponseBody;
 use crate::connect::{ConnectSettings, Connection, Connector};
 use crate::error::{ErrorKind, Sent, chain};
 use crate::health::{Health, HealthSettings, Signal, State};
-use crate::pool::{EndpointPool, ResponseBody};
+use crate::pool::{EndpointPool, PooledBody};
 use crate::retry::{self, Decision, Reason, RetryBudget, RetrySettings};
 use crate::tls::{TlsSettings, client_config};
+use crate::watch::{self, ResumableWatch};
 use crate::{Endpoint, RequestBody, UpstreamError};
 
 /// Adds kprox's credentials to a request kprox itself makes (health checks).
@@ -46,6 +48,8 @@ pub struct UpstreamSettings {
     pub retry: RetrySettings,
     /// Credentials for health checks.
     pub authorize: Authorize,
+    /// Resume JSON watches on another apiserver when their stream breaks.
+    pub watch_resume: bool,
 }
 
 impl std::fmt::Debug for UpstreamSettings {
@@ -93,6 +97,7 @@ pub struct Upstream {
     budget: RetryBudget,
     retries: RetryCounts,
     authorize: Authorize,
+    watch_resume: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -104,7 +109,7 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-fn empty_body() -> RequestBody {
+pub(crate) fn empty_body() -> RequestBody {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed()
@@ -179,6 +184,7 @@ impl Upstream {
             retry: settings.retry,
             retries: RetryCounts::default(),
             authorize: settings.authorize,
+            watch_resume: settings.watch_resume,
         });
         tokio::spawn(sweep(Arc::downgrade(&upstream), settings.idle_timeout / 2));
         for index in 0..upstream.endpoints.len() {
@@ -279,12 +285,33 @@ impl Upstream {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Sends a request whose URI is in origin form (path and query), choosing and, when safe,
-    /// changing endpoints (see the module documentation).
+    /// Sends a request whose URI is in origin form (path and query). JSON watches come back
+    /// resumable (see `watch.rs`) when watch resume is on.
     pub async fn send(
-        &self,
+        self: &Arc<Self>,
         request: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let (parts, body) = request.into_parts();
+        let resume_with = (self.watch_resume && watch::is_resumable(&parts)).then(|| parts.clone());
+        let response = self.send_once(Request::from_parts(parts, body)).await?;
+        match resume_with {
+            Some(parts) if watch::is_json_stream(&response) => {
+                let (head, body) = response.into_parts();
+                Ok(Response::from_parts(
+                    head,
+                    ResponseBody::watch(ResumableWatch::new(self.clone(), parts, body)),
+                ))
+            }
+            _ => Ok(response.map(ResponseBody::pooled)),
+        }
+    }
+
+    /// Sends a request once (with the retries the rules allow), choosing and, when safe,
+    /// changing endpoints (see the module documentation).
+    pub(crate) async fn send_once(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
         self.budget.deposit();
         let (parts, body) = request.into_parts();
         let watch = is_watch(&parts.uri);
@@ -439,7 +466,7 @@ impl Upstream {
             return sender
                 .send_request(request)
                 .await
-                .map(|response| response.map(ResponseBody::unpooled))
+                .map(|response| response.map(|b| ResponseBody::pooled(PooledBody::unpooled(b))))
                 .map_err(|e| {
                     UpstreamError::new(ErrorKind::Protocol, Sent::Maybe, chain(&e))
                         .at(endpoint.url())

@@ -53,6 +53,7 @@ fn settings(servers: Vec<String>, pki: &TestPki) -> UpstreamSettings {
                 http::HeaderValue::from_static("Bearer upstream-test-token"),
             );
         }),
+        watch_resume: true,
     }
 }
 
@@ -76,7 +77,7 @@ fn get(path: &str) -> Request<RequestBody> {
         .expect("request")
 }
 
-async fn status_and_body(upstream: &Upstream, path: &str) -> (StatusCode, Bytes) {
+async fn status_and_body(upstream: &std::sync::Arc<Upstream>, path: &str) -> (StatusCode, Bytes) {
     let response = upstream.send(get(path)).await.expect("sent");
     let status = response.status();
     (

@@ -112,6 +112,7 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
                 kprox_auth::inject(headers, &credentials.snapshot())
             })
         },
+        watch_resume: upstream_config.watch_resume,
     })
     .context("setting up the upstream")?;
 
