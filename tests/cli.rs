@@ -299,6 +299,8 @@ async fn a_unix_socket_is_private_replaces_a_stale_one_and_serves_curl() {
     drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_kprox"))
         .args([
+            "--admin-address",
+            "off",
             "--kubeconfig",
             &cluster.kubeconfig_arg(),
             "--unix-socket",
@@ -414,7 +416,7 @@ async fn sigterm_stops_kprox_cleanly() {
 #[test]
 fn the_demo_serves_three_simulated_apiservers_to_curl_and_kubectl() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args(["demo", "--port", "0"])
+        .args(["demo", "--port", "0", "--admin-address", "127.0.0.1:0"])
         .env_remove("KUBECONFIG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -74,8 +74,9 @@ impl Kprox {
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kprox"));
+        // A free admin port too, so parallel tests never collide on the default 8002.
         command
-            .args(["--port", "0"])
+            .args(["--port", "0", "--admin-address", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -119,6 +120,26 @@ impl Kprox {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// The admin listener's base URL, from the line kprox prints on stderr.
+    pub fn admin_url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(url) = self.stderr().lines().find_map(|l| {
+                l.strip_prefix("Admin listener on ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_owned)
+            }) {
+                return url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kprox printed no admin listener line: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -37,6 +37,17 @@ impl std::fmt::Debug for Snapshot {
 pub struct Credentials {
     current: Arc<ArcSwap<Snapshot>>,
     description: Arc<str>,
+    kind: &'static str,
+    counts: Arc<RefreshCounts>,
+}
+
+/// Reloads of a refreshable credential, for metrics.
+#[derive(Debug, Default)]
+pub struct RefreshCounts {
+    /// Reloads that produced a credential (changed or not).
+    pub refreshes: std::sync::atomic::AtomicU64,
+    /// Reloads that failed; the previous credential stayed in use.
+    pub failures: std::sync::atomic::AtomicU64,
 }
 
 impl Credentials {
@@ -45,6 +56,8 @@ impl Credentials {
         Self {
             current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             description: "none".into(),
+            kind: "none",
+            counts: Arc::new(RefreshCounts::default()),
         }
     }
 
@@ -62,13 +75,22 @@ impl Credentials {
             }
             CredentialSpec::TokenFile(path) => bearer(&read_token_file(path).await?)?,
         };
+        let kind = match spec {
+            CredentialSpec::None => "none",
+            CredentialSpec::Token(_) => "token",
+            CredentialSpec::TokenFile(_) => "token-file",
+            CredentialSpec::Basic { .. } => "basic",
+        };
         let credentials = Self {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
             description: spec.describe().into(),
+            kind,
+            counts: Arc::new(RefreshCounts::default()),
         };
         if let CredentialSpec::TokenFile(path) = spec {
             tokio::spawn(refresh_token_file(
                 Arc::downgrade(&credentials.current),
+                credentials.counts.clone(),
                 path.clone(),
                 TOKEN_FILE_REFRESH,
             ));
@@ -79,6 +101,16 @@ impl Credentials {
     /// The credentials to use for the next request.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The kind of source (`none`, `token`, `token-file`, `basic`), a metrics label.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Reload counts.
+    pub fn refresh_counts(&self) -> &RefreshCounts {
+        &self.counts
     }
 
     /// Where the credentials come from, without secrets.
@@ -119,7 +151,12 @@ async fn read_token_file(path: &Path) -> Result<String, AuthError> {
     Ok(token.to_owned())
 }
 
-async fn refresh_token_file(target: Weak<ArcSwap<Snapshot>>, path: PathBuf, every: Duration) {
+async fn refresh_token_file(
+    target: Weak<ArcSwap<Snapshot>>,
+    counts: Arc<RefreshCounts>,
+    path: PathBuf,
+    every: Duration,
+) {
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await; // the first tick is immediate; the file was just read
     loop {
@@ -131,12 +168,20 @@ async fn refresh_token_file(target: Weak<ArcSwap<Snapshot>>, path: PathBuf, ever
             Ok(snapshot) => {
                 let changed = target.load().authorization != snapshot.authorization;
                 target.store(Arc::new(snapshot));
+                counts
+                    .refreshes
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if changed {
                     tracing::info!(file = %path.display(), "bearer token file changed; new requests use the new token");
                 }
             }
             // Keep the last good token: a rotation in progress may briefly leave no file.
-            Err(error) => tracing::warn!(%error, "keeping the previous token"),
+            Err(error) => {
+                counts
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(%error, "keeping the previous token");
+            }
         }
     }
 }

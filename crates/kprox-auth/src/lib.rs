@@ -14,7 +14,7 @@ mod kubeconfig;
 mod secret;
 
 pub use client_cert::{ClientIdentity, identity_from_pem, parse_certificates, parse_private_key};
-pub use credentials::{Credentials, Snapshot, TOKEN_FILE_REFRESH};
+pub use credentials::{Credentials, RefreshCounts, Snapshot, TOKEN_FILE_REFRESH};
 pub use error::AuthError;
 pub use inject::inject;
 pub use kubeconfig::{ClusterAccess, CredentialSpec, ServerTrust, load, select};

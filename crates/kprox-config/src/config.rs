@@ -17,6 +17,16 @@ pub struct Config {
     pub kubeconfig: KubeconfigConfig,
     pub upstream: UpstreamConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
+}
+
+/// The admin listener.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AdminConfig {
+    /// Address of `/metrics`, `/livez`, `/readyz` and the status page; `None` (written `off`)
+    /// disables it. Default `127.0.0.1:8002`, next to kubectl proxy's 8001.
+    #[serde(serialize_with = "crate::validate::addr_or_off")]
+    pub address: Option<std::net::SocketAddr>,
 }
 
 /// Where and how client connections are accepted.
@@ -158,6 +168,9 @@ pub struct LogConfig {
     pub level: String,
     /// Output format.
     pub format: LogFormat,
+    /// One line per request (target `kprox::access`): method, normalised path, status,
+    /// apiserver, duration, attempts. Off by default.
+    pub access: bool,
 }
 
 /// How log lines are written.

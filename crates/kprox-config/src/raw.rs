@@ -30,6 +30,17 @@ pub struct RawConfig {
     /// Logging.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log: Option<RawLog>,
+    /// The admin listener (metrics, health, status page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<RawAdmin>,
+}
+
+/// `[admin]`: where kprox's own endpoints are served.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// `[listen]`: kubectl proxy's `--address`, `--port`, `--unix-socket`, `--keepalive`, `--api-prefix`.
@@ -159,4 +170,6 @@ pub struct RawLog {
     pub level: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<bool>,
 }

@@ -8,8 +8,8 @@ use serde::Serializer;
 
 use crate::raw::RawConfig;
 use crate::{
-    Config, ConfigError, FilterConfig, GoDuration, KubeconfigConfig, ListenConfig, LogConfig,
-    LogFormat, UpstreamConfig, WwwConfig,
+    AdminConfig, Config, ConfigError, FilterConfig, GoDuration, KubeconfigConfig, ListenConfig,
+    LogConfig, LogFormat, UpstreamConfig, WwwConfig,
 };
 
 /// kubectl proxy's default `--address`.
@@ -71,6 +71,8 @@ pub const DEFAULT_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(90);
 /// Streams per HTTP/2 connection before kprox opens another (Go's default server allows 250,
 /// the apiserver 1000 by default; staying below both leaves room for watches).
 pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+/// The admin listener: next to kubectl proxy's 8001.
+pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:8002";
 /// Log filter.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
@@ -376,6 +378,25 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             .filter(|l| !l.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
         format,
+        access: log.access.unwrap_or(false),
+    };
+
+    let admin_text = raw
+        .admin
+        .as_ref()
+        .and_then(|a| a.address.clone())
+        .unwrap_or_else(|| DEFAULT_ADMIN_ADDRESS.to_owned());
+    let admin = AdminConfig {
+        address: match admin_text.trim() {
+            "off" | "" => None,
+            text => Some(text.parse().map_err(|_| {
+                err(
+                    "admin.address",
+                    format!("`{text}` is not an address with a port"),
+                    "write HOST:PORT such as 127.0.0.1:8002, or off",
+                )
+            })?),
+        },
     };
 
     Ok(Config {
@@ -385,6 +406,7 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         kubeconfig,
         upstream,
         log,
+        admin,
     })
 }
 
@@ -446,6 +468,17 @@ pub(crate) fn path_or_empty<S: Serializer>(
             .map(|d| d.to_string())
             .unwrap_or_default(),
     )
+}
+
+/// Prints a disabled address as `off`.
+pub(crate) fn addr_or_off<S: Serializer>(
+    value: &Option<std::net::SocketAddr>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(addr) => s.collect_str(addr),
+        None => s.serialize_str("off"),
+    }
 }
 
 /// Prints an optional string as empty when unset.

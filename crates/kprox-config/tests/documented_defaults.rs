@@ -29,7 +29,15 @@ fn unset_keys(value: &serde_json::Value, path: &str, out: &mut Vec<String>) {
 /// Every key a raw config can hold, found by serializing one with every section present and
 /// every field `null` (serde's `skip_serializing_if` is bypassed by building JSON directly).
 fn every_key() -> Vec<String> {
-    let sections = ["listen", "filter", "www", "kubeconfig", "upstream", "log"];
+    let sections = [
+        "listen",
+        "filter",
+        "www",
+        "kubeconfig",
+        "upstream",
+        "log",
+        "admin",
+    ];
     let mut keys = Vec::new();
     for section in sections {
         // An unknown field is refused, so probing a field name tells whether it exists; instead

@@ -35,6 +35,8 @@ pub struct Forwarder {
     credentials: Credentials,
     settings: Arc<ForwardSettings>,
     tunnels: Arc<Tunnels>,
+    /// Request body bytes from clients (a cheap clone of the metric's handle).
+    request_bytes: kprox_telemetry::IntCounter,
 }
 
 impl Forwarder {
@@ -44,13 +46,28 @@ impl Forwarder {
         credentials: Credentials,
         settings: ForwardSettings,
         tunnels: Arc<Tunnels>,
+        request_bytes: kprox_telemetry::IntCounter,
     ) -> Self {
         Self {
             upstream,
             credentials,
             settings: Arc::new(settings),
             tunnels,
+            request_bytes,
         }
+    }
+
+    /// The client's body, streamed, its bytes counted.
+    fn counted(&self, body: Incoming) -> kprox_upstream::RequestBody {
+        let counter = self.request_bytes.clone();
+        body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                counter.inc_by(data.len() as u64);
+            }
+            frame
+        })
+        .map_err(|e| -> BoxError { Box::new(e) })
+        .boxed()
     }
 
     /// The tunnels opened by upgrades.
@@ -110,7 +127,7 @@ impl Forwarder {
         // The upstream chooses HTTP/2 or HTTP/1.1 per connection and sets Host / :authority.
         parts.version = http::Version::HTTP_11;
 
-        let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+        let body = self.counted(body);
         match self.upstream.send(Request::from_parts(parts, body)).await {
             Ok(response) => {
                 let (mut parts, body) = response.into_parts();
@@ -149,7 +166,7 @@ impl Forwarder {
                 .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         }
         parts.version = http::Version::HTTP_11;
-        let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed();
+        let body = self.counted(body);
         let mut response = match self
             .upstream
             .send_upgrade(Request::from_parts(parts, body))

@@ -13,6 +13,7 @@ pub mod filter;
 mod forward;
 pub mod hop_by_hop;
 pub mod normalise;
+mod observe;
 mod pipeline;
 pub mod sanitise;
 mod serve;

@@ -1,23 +1,31 @@
 //! A client request from arrival to answer, top to bottom:
 //!
-//! 1. normalise the path (ambiguous forms → 400);
-//! 2. static files under `--www-prefix`, if configured;
-//! 3. the API prefix: outside it → 404, inside it removed (kubectl keeps prefixes that start
+//! 1. client authentication, when the listener requires a token;
+//! 2. normalise the path (ambiguous forms → 400);
+//! 3. static files under `--www-prefix`, if configured;
+//! 4. the API prefix: outside it → 404, inside it removed (kubectl keeps prefixes that start
 //!    with `/api`, and so does kprox);
-//! 4. the upgrade gate: only WebSocket and SPDY/3.1 (others → 400);
-//! 5. the filters (→ 403 naming the rule);
-//! 6. forward, or forward the upgrade.
+//! 5. the upgrade gate: only WebSocket and SPDY/3.1 (others → 400);
+//! 6. the filters (→ 403 naming the rule);
+//! 7. forward, or forward the upgrade.
+//!
+//! Around it, [`Handler::handle`] records metrics and the access log line.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use kprox_telemetry::Metrics;
+use kprox_upstream::Served;
 
 use crate::body::ProxyBody;
 use crate::client_auth::ClientToken;
 use crate::filter::Filter;
 use crate::forward::Forwarder;
 use crate::normalise::normalise;
+use crate::observe::{Finish, Observed};
 use crate::serve::Handler;
 use crate::status::status_response;
 use crate::upgrade;
@@ -31,6 +39,27 @@ pub struct Pipeline {
     api_prefix: String,
     static_files: Option<StaticFiles>,
     forwarder: Forwarder,
+    metrics: Arc<Metrics>,
+    access_log: bool,
+}
+
+/// Request kinds, as metrics index them.
+const PLAIN: usize = 0;
+const WATCH: usize = 1;
+const UPGRADE: usize = 2;
+
+fn kind_of(request: &Request<Incoming>) -> usize {
+    if request.headers().contains_key(http::header::UPGRADE) {
+        UPGRADE
+    } else if request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"))
+    {
+        WATCH
+    } else {
+        PLAIN
+    }
 }
 
 impl Pipeline {
@@ -40,6 +69,7 @@ impl Pipeline {
         api_prefix: String,
         static_files: Option<StaticFiles>,
         forwarder: Forwarder,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             client_token: None,
@@ -47,12 +77,21 @@ impl Pipeline {
             api_prefix,
             static_files,
             forwarder,
+            metrics,
+            access_log: false,
         }
     }
 
     /// Requires clients to present a bearer token (for listeners other machines can reach).
     pub fn with_client_token(mut self, token: ClientToken) -> Self {
         self.client_token = Some(token);
+        self
+    }
+
+    /// Logs one line per request (target `kprox::access`): method, normalised path, status,
+    /// apiserver, duration to the response start, attempts. Never headers or bodies.
+    pub fn with_access_log(mut self, enabled: bool) -> Self {
+        self.access_log = enabled;
         self
     }
 
@@ -78,45 +117,33 @@ impl Pipeline {
             _ => None,
         }
     }
-}
 
-impl Handler for Pipeline {
-    async fn handle(
-        &self,
-        request: Request<Incoming>,
-        client: Option<IpAddr>,
-    ) -> Response<ProxyBody> {
-        // A refused upgrade ends the connection: whatever the client sends next was meant for
-        // another protocol and must not be read as HTTP.
-        let wants_upgrade = request.headers().contains_key(http::header::UPGRADE);
-        let response = self.route(request, client).await;
-        if wants_upgrade && response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return crate::forward::closing(response);
-        }
-        response
+    fn refuse(&self, rule: &str, status: StatusCode, message: &str) -> Response<ProxyBody> {
+        self.metrics.rejected(rule);
+        status_response(status, message)
     }
-}
 
-impl Pipeline {
     async fn route(
         &self,
         mut request: Request<Incoming>,
+        path: Result<String, String>,
         client: Option<IpAddr>,
     ) -> Response<ProxyBody> {
         if let Some(token) = &self.client_token
             && let Err(rejection) = token.check_and_strip(request.headers_mut())
         {
-            let mut response = status_response(rejection.status, &rejection.message);
+            let mut response = self.refuse(rejection.rule, rejection.status, &rejection.message);
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer realm=\"kprox\""),
             );
             return response;
         }
-        let path = match normalise(request.uri().path()) {
+        let path = match path {
             Ok(path) => path,
             Err(why) => {
-                return status_response(
+                return self.refuse(
+                    "path",
                     StatusCode::BAD_REQUEST,
                     &format!("kprox refused this request: {why}"),
                 );
@@ -136,12 +163,7 @@ impl Pipeline {
         let protocol = match upgrade::requested(request.headers()) {
             Ok(protocol) => protocol,
             Err(what) => {
-                return status_response(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "kprox refused this request: {what} is not supported (only websocket and SPDY/3.1)"
-                    ),
-                );
+                return self.refuse("upgrade", StatusCode::BAD_REQUEST, &format!("kprox refused this request: {what} is not supported (only websocket and SPDY/3.1)"));
             }
         };
         let authority = request.uri().authority().map(|a| a.as_str().to_owned());
@@ -153,12 +175,68 @@ impl Pipeline {
             protocol.is_some(),
         ) {
             tracing::debug!(rule = rejection.rule, method = %request.method(), path, "request refused by the filter");
-            return status_response(rejection.status, &rejection.message);
+            return self.refuse(rejection.rule, rejection.status, &rejection.message);
         }
         let path = path.to_owned();
         match protocol {
             Some(_) => self.forwarder.forward_upgrade(request, &path, client).await,
             None => self.forwarder.forward(request, &path, client).await,
         }
+    }
+}
+
+impl Handler for Pipeline {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        client: Option<IpAddr>,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let kind = kind_of(&request);
+        let path = normalise(request.uri().path()).map_err(|why| why.to_string());
+        let logged_path = path
+            .as_ref()
+            .map_or_else(|_| "(refused)".to_owned(), Clone::clone);
+        self.metrics.in_flight().inc();
+
+        let mut response = self.route(request, path, client).await;
+        // A refused upgrade ends the connection: whatever the client sends next was meant for
+        // another protocol and must not be read as HTTP.
+        if kind == UPGRADE && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            response = crate::forward::closing(response);
+        }
+
+        let status = response.status();
+        let served = response.extensions().get::<Served>().copied();
+        self.metrics
+            .request(&method, status.as_u16(), served.map(|s| s.endpoint));
+        let to_headers = started.elapsed();
+        if self.access_log {
+            let endpoint = served
+                .and_then(|s| self.metrics.endpoints().get(s.endpoint))
+                .map_or(kprox_telemetry::NO_ENDPOINT, String::as_str);
+            tracing::info!(
+                target: "kprox::access",
+                method = %method, path = %logged_path, status = status.as_u16(), endpoint,
+                duration_ms = to_headers.as_secs_f64() * 1000.0,
+                attempts = served.map_or(0, |s| s.attempts),
+            );
+        }
+        let finish = match kind {
+            WATCH if status == StatusCode::OK => {
+                self.metrics.duration(WATCH, to_headers.as_secs_f64());
+                self.metrics.in_flight().dec();
+                self.metrics.watches_open().inc();
+                Finish::Watch
+            }
+            UPGRADE => {
+                self.metrics.duration(UPGRADE, to_headers.as_secs_f64());
+                self.metrics.in_flight().dec();
+                Finish::Nothing
+            }
+            _ => Finish::Plain,
+        };
+        response.map(|body| Observed::wrap(body, self.metrics.clone(), started, finish))
     }
 }

@@ -57,6 +57,25 @@ pub struct ServeSettings {
     pub header_read_timeout: Duration,
     /// Serve HTTPS with this configuration instead of plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where to count connections.
+    pub metrics: Option<Arc<kprox_telemetry::Metrics>>,
+}
+
+/// Counts a client connection as open while it lives.
+struct OpenConnection(Arc<kprox_telemetry::Metrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<kprox_telemetry::Metrics>) -> Self {
+        metrics.connections_accepted().inc();
+        metrics.connections_open().inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connections_open().dec();
+    }
 }
 
 /// Handles one request; `client` is the peer IP for TCP connections.
@@ -111,6 +130,7 @@ pub async fn serve<H: Handler>(
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout);
         let stop = stopping.subscribe();
+        let guard = settings.metrics.clone().map(OpenConnection::new);
         match (io, settings.tls.clone()) {
             (Stream::Tcp(tcp), Some(tls)) => {
                 let handshake_timeout = settings.header_read_timeout;
@@ -123,6 +143,7 @@ pub async fn serve<H: Handler>(
                                     .serve_connection(TokioIo::new(tls), service)
                                     .with_upgrades(),
                                 stop,
+                                guard,
                             )
                             .await
                         }
@@ -136,12 +157,14 @@ pub async fn serve<H: Handler>(
                     .serve_connection(TokioIo::new(tcp), service)
                     .with_upgrades(),
                 stop,
+                guard,
             )),
             (Stream::Unix(unix), _) => connections.spawn(run_connection(
                 builder
                     .serve_connection(TokioIo::new(unix), service)
                     .with_upgrades(),
                 stop,
+                guard,
             )),
         };
     }
@@ -151,7 +174,7 @@ pub async fn serve<H: Handler>(
 }
 
 /// Drives one connection; on shutdown, asks hyper to finish the current exchange and close.
-async fn run_connection<C>(conn: C, mut stop: watch::Receiver<bool>)
+async fn run_connection<C>(conn: C, mut stop: watch::Receiver<bool>, _open: Option<OpenConnection>)
 where
     C: Future<Output = hyper::Result<()>> + GracefulShutdownable,
 {

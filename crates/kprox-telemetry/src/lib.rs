@@ -1,6 +1,17 @@
-//! kprox-telemetry: logging setup today; Prometheus metrics, health endpoints and the admin
-//! listener are built here next (see issue "Observability").
+//! kprox-telemetry: what kprox tells its operators.
+//!
+//! [`Metrics`] holds every Prometheus family (pre-resolved handles for the request path, values
+//! copied from other components at scrape time); [`init_logging`] sets up text or JSON logs;
+//! [`admin`] serves `/metrics`, `/livez`, `/readyz`, the status page and its JSON on a separate
+//! listener, since the apiserver owns those paths on the proxied port.
 
+pub mod admin;
 mod logging;
+mod metrics;
 
 pub use logging::init_logging;
+pub use metrics::{
+    CODE_CLASSES, CredentialSnapshot, EndpointSnapshot, KINDS, METHODS, Metrics, NO_ENDPOINT,
+    RULES, Snapshot,
+};
+pub use prometheus::IntCounter;

@@ -76,6 +76,8 @@ struct Machine {
 #[derive(Debug)]
 pub struct Health {
     up: AtomicBool,
+    /// Ejections ever (never forgiven), for metrics.
+    ejections_total: std::sync::atomic::AtomicU64,
     machine: Mutex<Machine>,
     settings: HealthSettings,
 }
@@ -86,6 +88,7 @@ impl Health {
         let now = Instant::now();
         Self {
             up: AtomicBool::new(true),
+            ejections_total: std::sync::atomic::AtomicU64::new(0),
             machine: Mutex::new(Machine {
                 state: State::Up,
                 consecutive_failures: 0,
@@ -104,8 +107,14 @@ impl Health {
         self.up.load(Ordering::Relaxed)
     }
 
+    /// Times taken out since start.
+    pub fn ejections_total(&self) -> u64 {
+        self.ejections_total.load(Ordering::Relaxed)
+    }
+
     /// Times taken out so far (without being forgiven).
-    pub fn ejections(&self) -> u32 {
+    #[cfg(test)]
+    fn ejections(&self) -> u32 {
         self.lock().ejections
     }
 
@@ -170,6 +179,7 @@ impl Health {
             .saturating_mul(factor)
             .min(self.settings.ejection_max);
         m.ejections += 1;
+        self.ejections_total.fetch_add(1, Ordering::Relaxed);
         m.ejected_until = now + time_out;
     }
 }

@@ -25,7 +25,9 @@ pub use error::{ErrorKind, Sent, UpstreamError};
 pub use health::{HealthSettings, Signal, State as HealthState};
 pub use retry::RetrySettings;
 pub use tls::TlsSettings;
-pub use upstream::{Authorize, EndpointStatus, RetryCounts, Upstream, UpstreamSettings};
+pub use upstream::{
+    Authorize, EndpointStatus, HealthChange, RetryCounts, Served, Upstream, UpstreamSettings,
+};
 
 /// Errors a request body may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -74,6 +74,8 @@ pub(crate) struct EndpointPool {
     opened: AtomicU64,
     /// Failed connection attempts so far; requests that waited for one of them move on.
     connect_failures: AtomicU64,
+    /// Connections opened for upgrades (not pooled).
+    upgrades: AtomicU64,
 }
 
 /// What one attempt on this endpoint produced: a response, or an error and — when it was never
@@ -94,11 +96,26 @@ impl EndpointPool {
             epoch: Instant::now(),
             opened: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
+            upgrades: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// TLS handshakes completed with this endpoint (pooled and upgrade connections).
+    pub(crate) fn tls_handshakes(&self) -> u64 {
+        if self.endpoint.is_tls() {
+            self.opened.load(Ordering::Relaxed) + self.upgrades.load(Ordering::Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// Counts a connection opened for an upgrade.
+    pub(crate) fn note_upgrade_connection(&self) {
+        self.upgrades.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Connections opened so far.

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, Uri};
@@ -66,6 +66,8 @@ struct EndpointState {
     pool: Arc<EndpointPool>,
     health: Health,
     load: Arc<Load>,
+    /// The latest failure seen with this endpoint, for the status page.
+    last_error: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
 /// A point-in-time view of one endpoint, for the status page and tests.
@@ -76,8 +78,34 @@ pub struct EndpointStatus {
     pub in_flight: usize,
     pub latency: Duration,
     pub requests: u64,
-    pub ejections: u32,
+    /// Times taken out of rotation since start.
+    pub ejections: u64,
     pub connections_opened: u64,
+    pub connections_open: usize,
+    pub tls_handshakes: u64,
+    /// When and what last went wrong.
+    pub last_error: Option<(Instant, String)>,
+}
+
+/// An endpoint entering or leaving rotation.
+#[derive(Clone, Debug)]
+pub struct HealthChange {
+    pub at: Instant,
+    pub endpoint: String,
+    pub up: bool,
+}
+
+/// How many recent health changes are kept.
+const RECENT_CHANGES: usize = 20;
+
+/// Which apiserver answered a request and after how many attempts; put in the response's
+/// extensions for metrics and the access log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// Index of the endpoint in configured order.
+    pub endpoint: usize,
+    /// Attempts made, the successful one included.
+    pub attempts: u32,
 }
 
 /// Retries made so far, by reason.
@@ -98,6 +126,8 @@ pub struct Upstream {
     retries: RetryCounts,
     authorize: Authorize,
     watch_resume: bool,
+    changes: std::sync::Mutex<std::collections::VecDeque<HealthChange>>,
+    watch_resumes: AtomicU64,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -176,6 +206,7 @@ impl Upstream {
                     )),
                     health: Health::new(settings.health.clone()),
                     load: Arc::new(Load::default()),
+                    last_error: std::sync::Mutex::new(None),
                 })
                 .collect(),
             connector,
@@ -185,6 +216,8 @@ impl Upstream {
             retries: RetryCounts::default(),
             authorize: settings.authorize,
             watch_resume: settings.watch_resume,
+            changes: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            watch_resumes: AtomicU64::new(0),
         });
         tokio::spawn(sweep(Arc::downgrade(&upstream), settings.idle_timeout / 2));
         for index in 0..upstream.endpoints.len() {
@@ -245,8 +278,15 @@ impl Upstream {
                 in_flight: e.load.in_flight(),
                 latency: e.load.latency(),
                 requests: e.load.requests(),
-                ejections: e.health.ejections(),
+                ejections: e.health.ejections_total(),
                 connections_opened: e.pool.connections_opened(),
+                connections_open: e.pool.open_connections(),
+                tls_handshakes: e.pool.tls_handshakes(),
+                last_error: e
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
             })
             .collect()
     }
@@ -262,9 +302,46 @@ impl Upstream {
         self.balancer.order(&up, &loads)
     }
 
+    /// Health changes, newest first.
+    pub fn recent_changes(&self) -> Vec<HealthChange> {
+        self.changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .cloned()
+            .collect()
+    }
+
+    /// Watches resumed so far.
+    pub fn watch_resumes(&self) -> u64 {
+        self.watch_resumes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn note_watch_resume(&self) {
+        self.watch_resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn note_error(&self, index: usize, error: &UpstreamError) {
+        *self.endpoints[index]
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), error.to_string()));
+    }
+
     fn record(&self, index: usize, signal: Signal) {
         let endpoint = &self.endpoints[index];
         if let Some(state) = endpoint.health.record(signal) {
+            let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+            changes.push_back(HealthChange {
+                at: Instant::now(),
+                endpoint: endpoint.pool.endpoint().url().to_owned(),
+                up: state == State::Up,
+            });
+            while changes.len() > RECENT_CHANGES {
+                changes.pop_front();
+            }
+            drop(changes);
             match state {
                 State::Down => {
                     tracing::warn!(endpoint = %endpoint.pool.endpoint().url(), ?signal, "apiserver taken out of rotation")
@@ -373,7 +450,22 @@ impl Upstream {
                         // A watch is load until its answer starts; after that it only waits.
                         load.release();
                     }
-                    return Ok(response.map(|b| b.with_load(load)));
+                    if status.is_server_error() {
+                        self.note_error(
+                            index,
+                            &UpstreamError::new(
+                                ErrorKind::Protocol,
+                                Sent::Maybe,
+                                format!("answered {status}"),
+                            ),
+                        );
+                    }
+                    let mut response = response.map(|b| b.with_load(load));
+                    response.extensions_mut().insert(Served {
+                        endpoint: index,
+                        attempts: u32::try_from(attempt + 1).unwrap_or(u32::MAX),
+                    });
+                    return Ok(response);
                 }
                 Err((error, unsent)) => {
                     drop(load);
@@ -384,6 +476,7 @@ impl Upstream {
                         _ => Signal::ServerError,
                     };
                     self.record(index, signal);
+                    self.note_error(index, &error);
                     only_refusals &= error.kind() == ErrorKind::Connect;
                     if let Some(unsent) = unsent {
                         body = Some(unsent.into_body());
@@ -453,12 +546,14 @@ impl Upstream {
                 }
                 Err(error) => {
                     self.record(index, Signal::ConnectFailed);
+                    self.note_error(index, &error);
                     only_refusals &= error.kind() == ErrorKind::Connect;
                     tracing::warn!(%error, "apiserver connection for an upgrade failed");
                     last_error = Some(error);
                     continue;
                 }
             };
+            self.endpoints[index].pool.note_upgrade_connection();
             let mut request = request;
             request
                 .headers_mut()
@@ -466,7 +561,15 @@ impl Upstream {
             return sender
                 .send_request(request)
                 .await
-                .map(|response| response.map(|b| ResponseBody::pooled(PooledBody::unpooled(b))))
+                .map(|response| {
+                    let mut response =
+                        response.map(|b| ResponseBody::pooled(PooledBody::unpooled(b)));
+                    response.extensions_mut().insert(Served {
+                        endpoint: index,
+                        attempts: 1,
+                    });
+                    response
+                })
                 .map_err(|e| {
                     UpstreamError::new(ErrorKind::Protocol, Sent::Maybe, chain(&e))
                         .at(endpoint.url())

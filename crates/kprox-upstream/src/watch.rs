@@ -219,6 +219,7 @@ impl ResumableWatch {
         let parts = self.resume_request();
         tracing::info!(path = %parts.uri.path(), resource_version = ?self.resource_version, "watch stream broke; resuming on another apiserver");
         let upstream = self.upstream.clone();
+        upstream.note_watch_resume();
         self.state = State::Resuming(Box::pin(async move {
             let body = crate::upstream::empty_body();
             upstream

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use kprox_config::GoDuration;
 use kprox_config::raw::{
-    RawConfig, RawFilter, RawKubeconfig, RawListen, RawLog, RawUpstream, RawWww,
+    RawAdmin, RawConfig, RawFilter, RawKubeconfig, RawListen, RawLog, RawUpstream, RawWww,
 };
 
 /// kprox: kubectl proxy, fast and safe, for one or many apiservers.
@@ -127,6 +127,12 @@ pub struct ProxyFlags {
     /// Log filter, like RUST_LOG (`info`, `debug`, `kprox=debug,info`). [default: info]
     #[arg(long = "log-level", global = true)]
     pub log_level: Option<String>,
+    /// Log one line per request (method, normalised path, status, apiserver, duration).
+    #[arg(long = "access-log", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub access_log: Option<bool>,
+    /// Address of kprox's /metrics, /livez, /readyz and status page, or `off`. [default: 127.0.0.1:8002]
+    #[arg(long = "admin-address", global = true)]
+    pub admin_address: Option<String>,
     /// Log format: text or json. [default: text]
     #[arg(long = "log-format", global = true)]
     pub log_format: Option<String>,
@@ -186,6 +192,10 @@ impl ProxyFlags {
         let log = RawLog {
             level: self.log_level.clone(),
             format: self.log_format.clone(),
+            access: self.access_log,
+        };
+        let admin = RawAdmin {
+            address: self.admin_address.clone(),
         };
         RawConfig {
             listen: (listen != RawListen::default()).then_some(listen),
@@ -194,6 +204,7 @@ impl ProxyFlags {
             kubeconfig: (kubeconfig != RawKubeconfig::default()).then_some(kubeconfig),
             upstream: (upstream != RawUpstream::default()).then_some(upstream),
             log: (log != RawLog::default()).then_some(log),
+            admin: (admin != RawAdmin::default()).then_some(admin),
         }
     }
 }

@@ -8,6 +8,7 @@ mod cli;
 mod config_cmd;
 mod demo;
 mod run;
+mod status;
 mod unix_socket;
 mod wiring;
 

@@ -3,7 +3,12 @@
 
 use std::io::Write as _;
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use kprox_config::{Config, Sources};
+
+use crate::status::LiveStatus;
 
 use crate::cli::ProxyFlags;
 use crate::wiring;
@@ -44,6 +49,42 @@ pub async fn serve_then(
     }
     let shutdown = shutdown_signal()?;
     let listener = wiring::bind(config).await?;
+    let admin = match config.admin.address {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("admin.address: cannot listen on {addr}"))?,
+        ),
+        None => None,
+    };
+    // One signal stops both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let when_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    if let Some(admin) = admin {
+        let address = admin.local_addr()?;
+        let source = Arc::new(LiveStatus {
+            upstream: stack.upstream.clone(),
+            credentials: stack.credentials.clone(),
+            client_token: stack.client_token.clone(),
+            tunnels: stack.tunnels.clone(),
+            listening_on: listener.describe(),
+            started: std::time::Instant::now(),
+        });
+        tokio::spawn(kprox_telemetry::admin::serve(
+            admin,
+            stack.metrics.clone(),
+            source,
+            when_stopped(stopped.clone()),
+        ));
+        // On stderr, so stdout keeps kubectl proxy's single startup line.
+        eprintln!("Admin listener on http://{address} (status page, /metrics, /livez, /readyz)");
+    }
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+    });
     // kubectl proxy's exact line; scripts parse it to learn the port.
     let mut stdout = std::io::stdout();
     writeln!(stdout, "Starting to serve on {}", listener.describe())?;
@@ -54,7 +95,7 @@ pub async fn serve_then(
         listener,
         stack.pipeline.clone(),
         stack.serve_settings,
-        shutdown,
+        when_stopped(stopped),
     )
     .await;
     stack.pipeline.forwarder().tunnels().close_all();

@@ -12,6 +12,7 @@ use kprox_listener::{
     ClientToken, Filter, ForwardSettings, Forwarder, Listener, Pipeline, ServeSettings,
     StaticFiles, Tunnels,
 };
+use kprox_telemetry::Metrics;
 use kprox_upstream::{
     ConnectSettings, HealthSettings, RetrySettings, TlsSettings, Upstream, UpstreamSettings,
 };
@@ -23,6 +24,9 @@ pub struct Stack {
     pub pipeline: Arc<Pipeline>,
     pub upstream: Arc<Upstream>,
     pub credentials: Credentials,
+    pub client_token: Option<Credentials>,
+    pub tunnels: Arc<Tunnels>,
+    pub metrics: Arc<Metrics>,
     pub serve_settings: ServeSettings,
 }
 
@@ -153,18 +157,29 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         .as_deref()
         .map(|dir| StaticFiles::new(dir, &config.www.prefix));
     let tunnels = Tunnels::new(config.listen.tunnel_idle_timeout.get());
-    let probe_credentials = credentials.clone();
-    let forwarder = Forwarder::new(upstream.clone(), credentials, forward, tunnels);
+    let servers: Vec<String> = upstream.endpoints().map(|e| e.url().to_owned()).collect();
+    let metrics = Arc::new(Metrics::new(&servers, env!("CARGO_PKG_VERSION")));
+    let forwarder = Forwarder::new(
+        upstream.clone(),
+        credentials.clone(),
+        forward,
+        tunnels.clone(),
+        metrics.request_bytes().clone(),
+    );
     let mut pipeline = Pipeline::new(
         filter,
         config.listen.api_prefix.clone(),
         static_files,
         forwarder,
-    );
+        metrics.clone(),
+    )
+    .with_access_log(config.log.access);
+    let mut client_token = None;
     if let Some(path) = &config.listen.client_token_file {
         let expected = Credentials::start(&CredentialSpec::TokenFile(path.clone()))
             .await
             .with_context(|| format!("listen.client_token_file {}", path.display()))?;
+        client_token = Some(expected.clone());
         pipeline = pipeline.with_client_token(ClientToken::new(expected));
     }
     let pipeline = Arc::new(pipeline);
@@ -179,11 +194,15 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         keepalive: (!config.listen.keepalive.is_zero()).then(|| config.listen.keepalive.get()),
         header_read_timeout: std::time::Duration::from_secs(30),
         tls,
+        metrics: Some(metrics.clone()),
     };
     Ok(Stack {
         pipeline,
         upstream,
-        credentials: probe_credentials,
+        credentials,
+        client_token,
+        tunnels,
+        metrics,
         serve_settings,
     })
 }

@@ -1,0 +1,119 @@
+//! What the admin listener reports, read from the live components: the upstream's endpoints and
+//! health changes, the credentials' source and reloads, the tunnels.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kprox_auth::Credentials;
+use kprox_listener::Tunnels;
+use kprox_telemetry::admin::{CredentialStatus, EndpointStatus, HealthEvent, Status, StatusSource};
+use kprox_telemetry::{CredentialSnapshot, EndpointSnapshot, Snapshot};
+use kprox_upstream::Upstream;
+
+/// The binary's [`StatusSource`].
+#[derive(Debug)]
+pub struct LiveStatus {
+    pub upstream: Arc<Upstream>,
+    pub credentials: Credentials,
+    pub client_token: Option<Credentials>,
+    pub tunnels: Arc<Tunnels>,
+    pub listening_on: String,
+    pub started: Instant,
+}
+
+impl StatusSource for LiveStatus {
+    fn snapshot(&self) -> Snapshot {
+        let retries = self.upstream.retries();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let mut credentials = vec![CredentialSnapshot {
+            source: self.credentials.kind().to_owned(),
+            refreshes: load(&self.credentials.refresh_counts().refreshes),
+            failures: load(&self.credentials.refresh_counts().failures),
+        }];
+        if let Some(token) = &self.client_token {
+            credentials.push(CredentialSnapshot {
+                source: "client-token-file".to_owned(),
+                refreshes: load(&token.refresh_counts().refreshes),
+                failures: load(&token.refresh_counts().failures),
+            });
+        }
+        Snapshot {
+            endpoints: self
+                .upstream
+                .status()
+                .into_iter()
+                .map(|e| EndpointSnapshot {
+                    url: e.url,
+                    up: e.up,
+                    in_flight: e.in_flight as u64,
+                    latency_seconds: e.latency.as_secs_f64(),
+                    connections_open: e.connections_open as u64,
+                    connections_opened: e.connections_opened,
+                    tls_handshakes: e.tls_handshakes,
+                    ejections: e.ejections,
+                })
+                .collect(),
+            retries_not_sent: load(&retries.not_sent),
+            retries_reset: load(&retries.reset),
+            retries_unavailable: load(&retries.unavailable),
+            watch_resumes: self.upstream.watch_resumes(),
+            tunnels_open: self.tunnels.open() as u64,
+            credentials,
+        }
+    }
+
+    fn status(&self) -> Status {
+        let now = Instant::now();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            listening_on: self.listening_on.clone(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            tunnels_open: self.tunnels.open() as u64,
+            credential: CredentialStatus {
+                source: self.credentials.describe().to_owned(),
+                expiry: "none (static or re-read from its file)".to_owned(),
+            },
+            endpoints: self
+                .upstream
+                .status()
+                .into_iter()
+                .map(|e| EndpointStatus {
+                    url: e.url,
+                    healthy: e.up,
+                    latency_ms: (e.latency.as_secs_f64() * 10_000.0).round() / 10.0,
+                    in_flight: e.in_flight as u64,
+                    requests: e.requests,
+                    connections_open: e.connections_open as u64,
+                    ejections: e.ejections,
+                    last_error_seconds_ago: e
+                        .last_error
+                        .as_ref()
+                        .map(|(at, _)| now.duration_since(*at).as_secs()),
+                    last_error: e.last_error.map(|(_, text)| text).unwrap_or_default(),
+                })
+                .collect(),
+            recent_events: self
+                .upstream
+                .recent_changes()
+                .into_iter()
+                .map(|c| HealthEvent {
+                    seconds_ago: now.duration_since(c.at).as_secs(),
+                    endpoint: c.endpoint,
+                    change: if c.up {
+                        "back in rotation".to_owned()
+                    } else {
+                        "taken out of rotation".to_owned()
+                    },
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        if !self.upstream.any_up() {
+            return Err("no apiserver is in rotation".to_owned());
+        }
+        Ok(())
+    }
+}
