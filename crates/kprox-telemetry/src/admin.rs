@@ -182,9 +182,9 @@ pub fn render_page(status: &Status) -> String {
             }
             _ => "—".to_owned(),
         };
-        let _ = write!(
+        let _ = writeln!(
             rows,
-            "<tr class=\"{class}\" data-endpoint=\"{url}\"><td>{url}</td><td class=\"state\">{state}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{error}</td></tr>\n",
+            "<tr class=\"{class}\" data-endpoint=\"{url}\"><td>{url}</td><td class=\"state\">{state}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{error}</td></tr>",
             e.latency_ms,
             e.in_flight,
             e.requests,

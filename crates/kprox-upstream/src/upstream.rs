@@ -622,14 +622,25 @@ async fn check(upstream: Weak<Upstream>, index: usize, settings: HealthSettings)
             endpoint.pool.send(&upstream.connector, request),
         )
         .await;
-        let passed = match outcome {
-            Ok(Ok(response)) => response.status().is_success(),
-            Ok(Err((error, _))) => {
-                tracing::debug!(%error, "health check failed");
-                false
-            }
-            Err(_) => false,
+        let failure = match outcome {
+            Ok(Ok(response)) if response.status().is_success() => None,
+            Ok(Ok(response)) => Some(UpstreamError::new(
+                ErrorKind::Protocol,
+                Sent::Maybe,
+                format!("health check: /readyz answered {}", response.status()),
+            )),
+            Ok(Err((error, _))) => Some(error),
+            Err(_) => Some(UpstreamError::new(
+                ErrorKind::ConnectTimeout,
+                Sent::Maybe,
+                format!("health check: no answer within {:?}", settings.timeout),
+            )),
         };
+        let passed = failure.is_none();
+        if let Some(error) = failure {
+            tracing::debug!(%error, "health check failed");
+            upstream.note_error(index, &error);
+        }
         upstream.record(
             index,
             if passed {
