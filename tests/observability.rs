@@ -356,3 +356,38 @@ async fn the_status_page_in_chromium_shows_an_apiserver_going_down() {
     );
     println!("status page screenshot: {}", shot.display());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line() {
+    let cluster = Cluster::start().await;
+    let kprox = Kprox::start(&[
+        "--kubeconfig",
+        &cluster.kubeconfig_arg(),
+        "--log-format",
+        "json",
+        "--access-log",
+    ]);
+    traffic(&kprox, 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !kprox.stderr().contains("kprox::access") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = kprox.stderr();
+    let objects: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["target"] == "kprox::access" && o["status"] == 200),
+        "{log}"
+    );
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["level"].is_string() && o["timestamp"].is_string()),
+        "{log}"
+    );
+}
