@@ -501,3 +501,35 @@ async fn insecure_skip_tls_verify_works_and_warns_loudly() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keepalive_turns_on_tcp_keepalive_for_client_connections() {
+    let cluster = Cluster::start().await;
+    let kprox = Kprox::start(&[
+        "--kubeconfig",
+        &cluster.kubeconfig_arg(),
+        "--keepalive",
+        "7s",
+    ]);
+    let client = std::net::TcpStream::connect(&kprox.address).expect("connect");
+    let local = client.local_addr().expect("local address");
+    // ss shows the server side's keepalive timer for the connection from our port.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let out = ok_stdout(
+            &run(
+                "ss",
+                &["-tno", "state", "established", &format!("dst = {local}")],
+            ),
+            "ss",
+        );
+        if out.contains("keepalive") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no keepalive timer on kprox's side: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -540,3 +540,59 @@ fn a_remote_address_is_refused_without_an_explicit_opt_in() {
         "{stderr}"
     );
 }
+
+// §3.19: a connection flood past the cap is answered 503 at once; the admin listener answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_cap_get_503_and_the_admin_listener_still_answers() {
+    let cluster = Cluster::start().await;
+    let kprox = Kprox::start(&[
+        "--kubeconfig",
+        &cluster.kubeconfig_arg(),
+        "--max-connections",
+        "3",
+    ]);
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&kprox.address).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let begun = std::time::Instant::now();
+    let raw = exchange_async(
+        &kprox.address,
+        "GET /version HTTP/1.1\r\nHost: localhost\r\n\r\n".to_owned(),
+    )
+    .await;
+    assert_eq!(raw.status, 503, "{}", raw.all);
+    assert_eq!(raw.header("retry-after").as_deref(), Some("1"));
+    assert!(
+        begun.elapsed() < Duration::from_secs(1),
+        "the refusal took {:?}",
+        begun.elapsed()
+    );
+    let admin = kprox.admin_url();
+    let begun = std::time::Instant::now();
+    let live = ok_stdout(
+        &run(
+            "curl",
+            &["-sS", "--max-time", "1", &format!("{admin}/livez")],
+        ),
+        "admin",
+    );
+    assert_eq!(live.trim(), "ok");
+    assert!(begun.elapsed() < Duration::from_secs(1));
+    let metrics = ok_stdout(
+        &run("curl", &["-sS", &format!("{admin}/metrics")]),
+        "metrics",
+    );
+    assert!(
+        metrics.contains("kprox_listener_rejections_total 1"),
+        "{metrics}"
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    let raw = exchange_async(
+        &kprox.address,
+        "GET /version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_owned(),
+    )
+    .await;
+    assert_eq!(raw.status, 200, "capacity came back: {}", raw.all);
+}

@@ -261,3 +261,61 @@ async fn kubectl_port_forward_carries_connections_over_websocket_and_spdy() {
         "{kinds:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_tunnel_is_closed_after_the_tunnel_idle_timeout() {
+    let cluster = Cluster::start().await;
+    let config = cluster.dir.path().join("kprox.toml");
+    std::fs::write(&config, "[listen]\ntunnel_idle_timeout = \"1s\"\n").expect("write");
+    let kprox = Kprox::start(&[
+        "--kubeconfig",
+        &cluster.kubeconfig_arg(),
+        "--reject-paths",
+        "^$",
+        "--config",
+        &config.display().to_string(),
+    ]);
+    let cache = tempfile::tempdir().expect("cache");
+    // stdin stays open and silent: the tunnel carries nothing either way.
+    let mut child = Command::new(require_tool("kubectl"))
+        .args([
+            "--server",
+            &kprox.url(""),
+            "--cache-dir",
+            &cache.path().display().to_string(),
+            "exec",
+            "-i",
+            "alpha",
+            "--",
+            "cat",
+        ])
+        .env("KUBECONFIG", "/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl");
+    let _stdin = child.stdin.take();
+    let started = std::time::Instant::now();
+    let ended = loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break Some(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let ended = ended.expect("the idle tunnel was never closed");
+    assert!(
+        ended >= Duration::from_millis(900),
+        "closed before it was idle: {ended:?}"
+    );
+    assert!(
+        kprox.stderr().contains("closing an idle tunnel") || ended < Duration::from_secs(10),
+        "{}",
+        kprox.stderr()
+    );
+}

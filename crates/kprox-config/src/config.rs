@@ -64,6 +64,9 @@ pub struct ListenConfig {
     /// minute); kprox checks it and removes it before forwarding.
     #[serde(serialize_with = "crate::validate::path_or_empty")]
     pub client_token_file: Option<PathBuf>,
+    /// Client connections served at once; more are answered `503` with `Retry-After` and
+    /// closed. Default 1000 (below the usual 1024 open-file limit).
+    pub max_connections: u32,
 }
 
 /// Which requests are accepted. Regexes are validated here and compiled by the listener.

@@ -69,6 +69,8 @@ pub struct RawListen {
     pub client_ca_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_token_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
 
 /// `[filter]`: kubectl proxy's request filter flags, plus client credential handling.

@@ -33,6 +33,8 @@ pub const DEFAULT_REJECT_PATHS: &[&str] = &[
 pub const DEFAULT_REJECT_METHODS: &[&str] = &["^$"];
 /// kubectl proxy's default `--www-prefix`.
 pub const DEFAULT_WWW_PREFIX: &str = "/static/";
+/// Client connections at once.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
 /// The kubelet's default `--streaming-connection-idle-timeout`.
 pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(4 * 3600);
 /// Dial timeout: KubePrism's 5 s rather than client-go's 30 s, so that a dead apiserver costs a
@@ -162,6 +164,16 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         tls_key_file,
         client_ca_file,
         client_token_file,
+        max_connections: match listen.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) {
+            0 => {
+                return Err(err(
+                    "listen.max_connections",
+                    "0 would refuse every client".to_owned(),
+                    "write a number of at least 1 (default 1000)",
+                ));
+            }
+            n => n,
+        },
     };
 
     let filter = raw.filter.clone().unwrap_or_default();

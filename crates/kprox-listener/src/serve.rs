@@ -59,6 +59,8 @@ pub struct ServeSettings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Where to count connections.
     pub metrics: Option<Arc<kprox_telemetry::Metrics>>,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
 }
 
 /// Counts a client connection as open while it lives.
@@ -96,6 +98,7 @@ pub async fn serve<H: Handler>(
     shutdown: impl Future<Output = ()>,
 ) {
     let (stopping, _) = watch::channel(false);
+    let capacity = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -129,8 +132,20 @@ pub async fn serve<H: Handler>(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(settings.header_read_timeout);
+        let Ok(permit) = capacity.clone().try_acquire_owned() else {
+            // Over the cap: answer at once and close, without reading the request.
+            if let Some(metrics) = &settings.metrics {
+                metrics.connections_refused().inc();
+            }
+            if settings.tls.is_some() {
+                drop(io); // no plain-text answer on a TLS port: just close
+            } else {
+                tokio::spawn(refuse_over_capacity(io));
+            }
+            continue;
+        };
         let stop = stopping.subscribe();
-        let guard = settings.metrics.clone().map(OpenConnection::new);
+        let guard = (settings.metrics.clone().map(OpenConnection::new), permit);
         match (io, settings.tls.clone()) {
             (Stream::Tcp(tcp), Some(tls)) => {
                 let handshake_timeout = settings.header_read_timeout;
@@ -174,8 +189,11 @@ pub async fn serve<H: Handler>(
 }
 
 /// Drives one connection; on shutdown, asks hyper to finish the current exchange and close.
-async fn run_connection<C>(conn: C, mut stop: watch::Receiver<bool>, _open: Option<OpenConnection>)
-where
+async fn run_connection<C>(
+    conn: C,
+    mut stop: watch::Receiver<bool>,
+    _open: (Option<OpenConnection>, tokio::sync::OwnedSemaphorePermit),
+) where
     C: Future<Output = hyper::Result<()>> + GracefulShutdownable,
 {
     tokio::pin!(conn);
@@ -229,4 +247,28 @@ async fn accept(listener: &Listener) -> std::io::Result<(Stream, Option<IpAddr>)
             Ok((Stream::Unix(stream), None))
         }
     }
+}
+
+/// The answer to a connection over the cap: a `503` `Status` with `Retry-After`, then close.
+async fn refuse_over_capacity(io: Stream) {
+    use tokio::io::AsyncWriteExt;
+    let body = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"kprox is serving its maximum number of connections; retry shortly","reason":"ServiceUnavailable","code":503}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        match io {
+            Stream::Tcp(mut tcp) => {
+                let _ = tcp.write_all(response.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            }
+            Stream::Unix(mut unix) => {
+                let _ = unix.write_all(response.as_bytes()).await;
+                let _ = unix.shutdown().await;
+            }
+        }
+    };
+    // A peer that does not read cannot hold the task.
+    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
 }

@@ -103,6 +103,7 @@ pub struct Metrics {
     rejections: Vec<IntCounter>,
     connections_accepted: IntCounter,
     connections_open: IntGauge,
+    connections_refused: IntCounter,
     // Synced at scrape time.
     endpoint_up: IntGaugeVec,
     endpoint_in_flight: IntGaugeVec,
@@ -242,6 +243,10 @@ impl Metrics {
                 "kprox_listener_connections_open",
                 "Client connections open now.",
             ),
+            connections_refused: simple_counter(
+                "kprox_listener_rejections_total",
+                "Client connections refused (503) because max_connections were open.",
+            ),
             endpoint_up: gauge_vec(
                 &registry,
                 "kprox_upstream_up",
@@ -361,6 +366,11 @@ impl Metrics {
     /// Client connections accepted.
     pub fn connections_accepted(&self) -> &IntCounter {
         &self.connections_accepted
+    }
+
+    /// Client connections refused at the cap.
+    pub fn connections_refused(&self) -> &IntCounter {
+        &self.connections_refused
     }
 
     /// Client connections open.

@@ -72,6 +72,9 @@ pub struct ProxyFlags {
     /// Require client certificates signed by the CAs in this file (with TLS).
     #[arg(long = "client-ca-file", global = true)]
     pub client_ca_file: Option<String>,
+    /// Client connections served at once; more get 503. [default: 1000]
+    #[arg(long = "max-connections", global = true)]
+    pub max_connections: Option<u32>,
     /// Require clients to send this file's token as a bearer token.
     #[arg(long = "client-token-file", global = true)]
     pub client_token_file: Option<String>,
@@ -165,6 +168,7 @@ impl ProxyFlags {
             tls_key_file: self.tls_private_key_file.clone(),
             client_ca_file: self.client_ca_file.clone(),
             client_token_file: self.client_token_file.clone(),
+            max_connections: self.max_connections,
         };
         let filter = RawFilter {
             accept_hosts: regex_list(&self.accept_hosts),

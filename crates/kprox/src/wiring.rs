@@ -195,6 +195,7 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         header_read_timeout: std::time::Duration::from_secs(30),
         tls,
         metrics: Some(metrics.clone()),
+        max_connections: usize::try_from(config.listen.max_connections).unwrap_or(usize::MAX),
     };
     Ok(Stack {
         pipeline,
