@@ -44,6 +44,9 @@ pub struct FakeOptions {
     /// Extra names in the server certificate (the address itself, `localhost` and `kubernetes`
     /// are always there).
     pub extra_names: Vec<String>,
+    /// Exactly these names in the server certificate, instead of the defaults and extras
+    /// (to test which name a client verifies).
+    pub only_names: Option<Vec<String>>,
     /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`. Default: hyper's (200).
     pub max_concurrent_streams: Option<u32>,
     /// The object store; a new one when `None`. Several fakes sharing one act as the
@@ -64,6 +67,7 @@ impl Default for FakeOptions {
             require_auth: true,
             pki: None,
             extra_names: Vec::new(),
+            only_names: None,
             max_concurrent_streams: None,
             store: None,
             name: "fake-apiserver".to_owned(),
@@ -147,6 +151,9 @@ impl FakeApiServer {
                 "kubernetes.default.svc",
             ];
             names.extend(options.extra_names.iter().map(String::as_str));
+            if let Some(only) = &options.only_names {
+                names = only.iter().map(String::as_str).collect();
+            }
             let cert = pki.server_cert(&names)?;
             let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
             let mut roots = rustls::RootCertStore::empty();

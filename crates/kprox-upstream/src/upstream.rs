@@ -193,7 +193,21 @@ impl Upstream {
             }
             None => None,
         };
-        let server_name = settings.tls.as_ref().and_then(|t| t.server_name.clone());
+        // One name for every endpoint: `tls-server-name`, else the first URL's host when it is a
+        // DNS name (the cluster's name, which every apiserver certificate carries). When the
+        // first URL is an IP address, each endpoint is verified against its own address, as
+        // kubeadm-style certificates name each apiserver's own IP and not its peers'.
+        let server_name = settings
+            .tls
+            .as_ref()
+            .and_then(|t| t.server_name.clone())
+            .or_else(|| {
+                endpoints
+                    .first()
+                    .map(Endpoint::host)
+                    .filter(|h| h.parse::<std::net::IpAddr>().is_err())
+                    .map(str::to_owned)
+            });
         let connector = Connector::new(tls, server_name, settings.connect.clone());
         let upstream = Arc::new(Self {
             endpoints: endpoints

@@ -268,3 +268,30 @@ async fn goaway_moves_new_requests_to_a_new_connection_without_errors() {
     }
     assert_eq!(server.tls_handshakes(), 2);
 }
+
+#[tokio::test]
+async fn every_endpoint_is_verified_against_the_first_urls_dns_name() {
+    let pki = std::sync::Arc::new(TestPki::new("named").expect("pki"));
+    let first = fake(FakeOptions {
+        pki: Some(pki.clone()),
+        ..Default::default()
+    })
+    .await;
+    // The second apiserver's certificate names only the cluster's DNS name, not its address.
+    let second = fake(FakeOptions {
+        ip: "127.0.0.2".parse().expect("ip"),
+        pki: Some(pki.clone()),
+        only_names: Some(vec!["localhost".into()]),
+        ..Default::default()
+    })
+    .await;
+    let servers = vec![
+        format!("https://localhost:{}", first.addr().port()),
+        second.url(),
+    ];
+    let upstream = Upstream::new(settings(servers, &pki)).expect("upstream");
+    first.set_behaviour(Behaviour::Refuse).await;
+    let (status, _) = status_and_body(&upstream, "/version").await;
+    assert_eq!(status, StatusCode::OK, "127.0.0.2 verified as localhost");
+    assert_eq!(second.requests_to("/version").len(), 1);
+}
