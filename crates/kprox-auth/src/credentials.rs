@@ -36,6 +36,8 @@ impl std::fmt::Debug for Snapshot {
 #[derive(Clone, Debug)]
 pub struct Credentials {
     current: Arc<ArcSwap<Snapshot>>,
+    /// `Impersonate-*` headers added to every request (fixed for the process).
+    impersonation: Arc<[(http::HeaderName, HeaderValue)]>,
     description: Arc<str>,
     kind: &'static str,
     counts: Arc<RefreshCounts>,
@@ -55,6 +57,7 @@ impl Credentials {
     pub fn none() -> Self {
         Self {
             current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
+            impersonation: Arc::from(Vec::new()),
             description: "none".into(),
             kind: "none",
             counts: Arc::new(RefreshCounts::default()),
@@ -83,6 +86,7 @@ impl Credentials {
         };
         let credentials = Self {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
+            impersonation: Arc::from(Vec::new()),
             description: spec.describe().into(),
             kind,
             counts: Arc::new(RefreshCounts::default()),
@@ -96,6 +100,45 @@ impl Credentials {
             ));
         }
         Ok(credentials)
+    }
+
+    /// Adds `Impersonate-*` headers to every request.
+    pub fn with_impersonation(
+        mut self,
+        impersonation: &crate::Impersonation,
+    ) -> Result<Self, AuthError> {
+        self.impersonation = Arc::from(impersonation.headers()?);
+        Ok(self)
+    }
+
+    /// Puts kprox's credential and impersonation on a request: exactly one `Authorization`
+    /// (replacing any), and kprox's `Impersonate-*` headers.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        crate::inject(headers, &self.snapshot());
+        for (name, value) in self.impersonation.iter() {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+
+    /// Who kprox impersonates, for messages: `alice (groups: devs)`, or empty.
+    pub fn impersonating(&self) -> String {
+        let user = self
+            .impersonation
+            .iter()
+            .find(|(n, _)| n == "impersonate-user")
+            .and_then(|(_, v)| v.to_str().ok())
+            .unwrap_or_default();
+        let groups: Vec<&str> = self
+            .impersonation
+            .iter()
+            .filter(|(n, _)| n == "impersonate-group")
+            .filter_map(|(_, v)| v.to_str().ok())
+            .collect();
+        match (user.is_empty(), groups.is_empty()) {
+            (true, _) => String::new(),
+            (false, true) => user.to_owned(),
+            (false, false) => format!("{user} (groups: {})", groups.join(", ")),
+        }
     }
 
     /// The credentials to use for the next request.

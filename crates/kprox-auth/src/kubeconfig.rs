@@ -15,7 +15,7 @@ use rustls_pki_types::CertificateDer;
 use secrecy::ExposeSecret;
 
 use crate::client_cert::{ClientIdentity, identity_from_pem, parse_certificates};
-use crate::{AuthError, Secret};
+use crate::{AuthError, Impersonation, Secret};
 
 /// How the apiserver's certificate is verified.
 #[derive(Clone, Debug)]
@@ -72,6 +72,8 @@ pub struct ClusterAccess {
     /// Client certificate for mutual TLS, if the user has one.
     pub identity: Option<ClientIdentity>,
     pub credential: CredentialSpec,
+    /// Who to act as, if anyone.
+    pub impersonation: Impersonation,
 }
 
 /// Loads the kubeconfig chosen by `selection` and the environment.
@@ -261,9 +263,50 @@ pub fn select(
             reason: "has no `server`; fix: set clusters[].cluster.server to the apiserver URL"
                 .to_owned(),
         })?;
+    // kubectl's global flags override the cluster's TLS settings.
+    let mut cluster = cluster;
+    if let Some(ca) = &selection.certificate_authority {
+        cluster.certificate_authority = Some(ca.display().to_string());
+        cluster.certificate_authority_data = None;
+        cluster.insecure_skip_tls_verify = Some(false);
+    }
+    if selection.insecure_skip_tls_verify {
+        cluster.insecure_skip_tls_verify = Some(true);
+        cluster.certificate_authority = None;
+        cluster.certificate_authority_data = None;
+    }
+    if let Some(name) = &selection.tls_server_name {
+        cluster.tls_server_name = Some(name.clone());
+    }
     let trust = load_trust(&cluster, source, &cluster_entry)?;
     let user_entry = format!("user \"{user_name}\"");
     let (identity, credential) = load_user(&auth_info, source, &user_entry)?;
+    // --token replaces the user's credential (a client certificate stays, as with kubectl).
+    let credential = match &selection.token {
+        Some(token) => CredentialSpec::Token(Secret::new(token.clone())),
+        None => credential,
+    };
+    // Flags and config override the kubeconfig user's `as` fields, as kubectl's flags do.
+    let impersonation = Impersonation {
+        user: selection
+            .impersonate_user
+            .clone()
+            .or_else(|| auth_info.impersonate.clone().filter(|u| !u.is_empty())),
+        uid: selection
+            .impersonate_uid
+            .clone()
+            .or_else(|| auth_info.impersonate_uid.clone().filter(|u| !u.is_empty())),
+        groups: if selection.impersonate_groups.is_empty() {
+            auth_info.impersonate_groups.clone().unwrap_or_default()
+        } else {
+            selection.impersonate_groups.clone()
+        },
+        extra: auth_info
+            .impersonate_user_extra
+            .clone()
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default(),
+    };
 
     Ok(ClusterAccess {
         source: source.to_owned(),
@@ -274,6 +317,7 @@ pub fn select(
         trust,
         identity,
         credential,
+        impersonation,
     })
 }
 
@@ -355,12 +399,6 @@ fn load_user(
     }
     if user.auth_provider.is_some() {
         return Err(unsupported("an auth-provider"));
-    }
-    if user.impersonate.is_some()
-        || user.impersonate_groups.is_some()
-        || user.impersonate_uid.is_some()
-    {
-        return Err(unsupported("impersonation (as, as-groups, as-uid)"));
     }
 
     let read = |what: &str, file: &str| {

@@ -9,6 +9,7 @@
 mod client_cert;
 mod credentials;
 mod error;
+mod impersonate;
 mod inject;
 mod kubeconfig;
 mod secret;
@@ -16,6 +17,7 @@ mod secret;
 pub use client_cert::{ClientIdentity, identity_from_pem, parse_certificates, parse_private_key};
 pub use credentials::{Credentials, RefreshCounts, Snapshot, TOKEN_FILE_REFRESH};
 pub use error::AuthError;
+pub use impersonate::Impersonation;
 pub use inject::inject;
 pub use kubeconfig::{ClusterAccess, CredentialSpec, ServerTrust, load, select};
 pub use secret::Secret;

@@ -7,10 +7,7 @@ use kprox_testkit::{KubeconfigBuilder, TestPki};
 fn selection(path: &std::path::Path) -> KubeconfigConfig {
     KubeconfigConfig {
         path: Some(path.to_owned()),
-        context: None,
-        cluster: None,
-        user: None,
-        append_server_path: false,
+        ..Default::default()
     }
 }
 

@@ -97,8 +97,8 @@ pub struct WwwConfig {
     pub prefix: String,
 }
 
-/// Which kubeconfig entries are used.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// Which kubeconfig entries are used. `Default` is "everything from the kubeconfig".
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct KubeconfigConfig {
     /// Kubeconfig file; none means `KUBECONFIG` (several files merged) or `~/.kube/config`.
     #[serde(serialize_with = "crate::validate::path_or_empty")]
@@ -114,6 +114,26 @@ pub struct KubeconfigConfig {
     pub user: Option<String>,
     /// Prepend the path of the server URL to every forwarded request.
     pub append_server_path: bool,
+    /// Impersonate this user (kubectl's `--as`); overrides the kubeconfig user's `as`.
+    #[serde(rename = "as", serialize_with = "crate::validate::string_or_empty")]
+    pub impersonate_user: Option<String>,
+    /// Impersonate these groups (`--as-group`, repeatable).
+    #[serde(rename = "as_groups")]
+    pub impersonate_groups: Vec<String>,
+    /// Impersonate this UID (`--as-uid`).
+    #[serde(rename = "as_uid", serialize_with = "crate::validate::string_or_empty")]
+    pub impersonate_uid: Option<String>,
+    /// A bearer token instead of the kubeconfig user's credential (`--token`). Printed redacted.
+    #[serde(serialize_with = "crate::validate::redacted")]
+    pub token: Option<String>,
+    /// A CA file instead of the kubeconfig cluster's (`--certificate-authority`).
+    #[serde(serialize_with = "crate::validate::path_or_empty")]
+    pub certificate_authority: Option<PathBuf>,
+    /// Do not verify the apiserver at all (`--insecure-skip-tls-verify`). Dangerous.
+    pub insecure_skip_tls_verify: bool,
+    /// Verify the apiserver's certificate against this name (`--tls-server-name`).
+    #[serde(serialize_with = "crate::validate::string_or_empty")]
+    pub tls_server_name: Option<String>,
 }
 
 /// The apiservers and the connections kprox keeps to them.

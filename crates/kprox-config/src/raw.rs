@@ -116,6 +116,20 @@ pub struct RawKubeconfig {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub append_server_path: Option<bool>,
+    #[serde(rename = "as", skip_serializing_if = "Option::is_none")]
+    pub impersonate_user: Option<String>,
+    #[serde(rename = "as_groups", skip_serializing_if = "Option::is_none")]
+    pub impersonate_groups: Option<Vec<String>>,
+    #[serde(rename = "as_uid", skip_serializing_if = "Option::is_none")]
+    pub impersonate_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_authority: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_skip_tls_verify: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 /// `[upstream]`: the apiservers and the connections to them.

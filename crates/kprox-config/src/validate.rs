@@ -232,6 +232,19 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         cluster: non_empty(kube.cluster.as_deref()).map(str::to_owned),
         user: non_empty(kube.user.as_deref()).map(str::to_owned),
         append_server_path: kube.append_server_path.unwrap_or(false),
+        impersonate_user: non_empty(kube.impersonate_user.as_deref()).map(str::to_owned),
+        impersonate_groups: kube
+            .impersonate_groups
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|g| !g.is_empty())
+            .collect(),
+        impersonate_uid: non_empty(kube.impersonate_uid.as_deref()).map(str::to_owned),
+        token: non_empty(kube.token.as_deref()).map(str::to_owned),
+        certificate_authority: non_empty(kube.certificate_authority.as_deref()).map(PathBuf::from),
+        insecure_skip_tls_verify: kube.insecure_skip_tls_verify.unwrap_or(false),
+        tls_server_name: non_empty(kube.tls_server_name.as_deref()).map(str::to_owned),
     };
 
     let up = raw.upstream.clone().unwrap_or_default();
@@ -491,6 +504,11 @@ pub(crate) fn addr_or_off<S: Serializer>(
         Some(addr) => s.collect_str(addr),
         None => s.serialize_str("off"),
     }
+}
+
+/// Prints a secret as `<redacted>` when set, empty when not.
+pub(crate) fn redacted<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if value.is_some() { "<redacted>" } else { "" })
 }
 
 /// Prints an optional string as empty when unset.

@@ -10,7 +10,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use kprox_auth::{Credentials, inject};
+use kprox_auth::Credentials;
 use kprox_upstream::{BoxError, Upstream, UpstreamError};
 
 use crate::body::ProxyBody;
@@ -87,7 +87,7 @@ impl Forwarder {
             append_forwarded_for(headers, ip);
         }
         if !(self.settings.pass_client_credentials && headers.contains_key(header::AUTHORIZATION)) {
-            inject(headers, &self.credentials.snapshot());
+            self.credentials.apply(headers);
         }
     }
 

@@ -123,6 +123,27 @@ pub struct ProxyFlags {
     /// The name of the kubeconfig user to use.
     #[arg(long, global = true)]
     pub user: Option<String>,
+    /// Username to impersonate for the operation.
+    #[arg(long = "as", global = true)]
+    pub impersonate_user: Option<String>,
+    /// Group to impersonate for the operation; repeat for several.
+    #[arg(long = "as-group", global = true)]
+    pub impersonate_group: Vec<String>,
+    /// UID to impersonate for the operation.
+    #[arg(long = "as-uid", global = true)]
+    pub impersonate_uid: Option<String>,
+    /// Bearer token for authentication to the API server.
+    #[arg(long, global = true)]
+    pub token: Option<String>,
+    /// Path to a cert file for the certificate authority.
+    #[arg(long = "certificate-authority", global = true)]
+    pub certificate_authority: Option<String>,
+    /// If true, the server's certificate will not be checked for validity. Dangerous.
+    #[arg(long = "insecure-skip-tls-verify", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_skip_tls_verify: Option<bool>,
+    /// Server name to use for server certificate validation.
+    #[arg(long = "tls-server-name", global = true)]
+    pub tls_server_name: Option<String>,
     /// Apiserver URL; repeat it or separate URLs with commas for several. [default: the kubeconfig cluster's]
     #[arg(short = 's', long, global = true)]
     pub server: Vec<String>,
@@ -188,6 +209,14 @@ impl ProxyFlags {
             cluster: self.cluster.clone(),
             user: self.user.clone(),
             append_server_path: self.append_server_path,
+            impersonate_user: self.impersonate_user.clone(),
+            impersonate_groups: (!self.impersonate_group.is_empty())
+                .then(|| self.impersonate_group.clone()),
+            impersonate_uid: self.impersonate_uid.clone(),
+            token: self.token.clone(),
+            certificate_authority: self.certificate_authority.clone(),
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+            tls_server_name: self.tls_server_name.clone(),
         };
         let upstream = RawUpstream {
             servers: (!self.server.is_empty()).then(|| self.server.clone()),

@@ -28,6 +28,13 @@ pub fn print(flags: &ProxyFlags) -> anyhow::Result<()> {
                 "#   credential: {} (value redacted)",
                 access.credential.describe()
             );
+            if !access.impersonation.is_empty() {
+                println!(
+                    "#   impersonating: {} groups {:?}",
+                    access.impersonation.user.as_deref().unwrap_or(""),
+                    access.impersonation.groups
+                );
+            }
             println!(
                 "#   client certificate: {}",
                 if access.identity.is_some() {
@@ -85,8 +92,17 @@ pub async fn check(flags: &ProxyFlags) -> anyhow::Result<()> {
         println!("{server}: reachable, certificate verified, GET /version {status}");
     }
     println!(
-        "configuration OK: context {}, cluster {}, user {}",
-        access.context, access.cluster, access.user
+        "configuration OK: identity from kubeconfig {} (context {}, cluster {}, user {}): {}{}",
+        access.source,
+        access.context,
+        access.cluster,
+        access.user,
+        access.credential.describe(),
+        if access.identity.is_some() {
+            " + client certificate"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

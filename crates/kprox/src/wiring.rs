@@ -61,10 +61,12 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         Credentials::start(&access.credential)
             .await
             .context("loading credentials")?
+            .with_impersonation(&access.impersonation)?
     };
     tracing::info!(
         context = %access.context, cluster = %access.cluster, user = %access.user,
-        credential = credentials.describe(), client_certificate = access.identity.is_some(),
+                credential = credentials.describe(), client_certificate = access.identity.is_some(),
+        impersonating = credentials.impersonating(),
         servers = ?servers, "upstream selected"
     );
 
@@ -112,9 +114,7 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         },
         authorize: {
             let credentials = credentials.clone();
-            Arc::new(move |headers: &mut http::HeaderMap| {
-                kprox_auth::inject(headers, &credentials.snapshot())
-            })
+            Arc::new(move |headers: &mut http::HeaderMap| credentials.apply(headers))
         },
         watch_resume: upstream_config.watch_resume,
     })
@@ -234,7 +234,7 @@ impl Stack {
                     .boxed(),
             )
             .unwrap_or_default();
-        kprox_auth::inject(request.headers_mut(), &self.credentials.snapshot());
+        self.credentials.apply(request.headers_mut());
         self.upstream.send(request).await.map(|r| r.status())
     }
 }
