@@ -179,3 +179,246 @@ async fn kubectls_global_flags_override_the_kubeconfig() {
         insecure.stderr()
     );
 }
+
+/// A cluster whose user authenticates with the fake exec plugin.
+struct ExecSetup {
+    cluster: Cluster,
+    token_file: std::path::PathBuf,
+    log: std::path::PathBuf,
+    kubeconfig: String,
+}
+
+impl ExecSetup {
+    async fn start(extra_env: &[(&str, &str)]) -> Self {
+        let cluster = Cluster::start().await;
+        let dir = cluster.dir.path();
+        let plugin = kprox_testkit::write_exec_plugin(dir).expect("plugin");
+        let token_file = dir.join("exec-token");
+        std::fs::write(&token_file, "exec-token-1").expect("token");
+        cluster.server.set_tokens(vec!["exec-token-1".into()]);
+        let log = dir.join("exec.log");
+        let mut env = vec![
+            ("FAKE_EXEC_TOKEN_FILE", token_file.to_str().expect("utf8")),
+            ("FAKE_EXEC_LOG", log.to_str().expect("utf8")),
+        ];
+        env.extend_from_slice(extra_env);
+        let path = dir.join("exec-kubeconfig");
+        kprox_testkit::KubeconfigBuilder::new()
+            .cluster("fake", &cluster.server.url(), &cluster.server.ca_pem())
+            .user_exec(
+                "plugin-user",
+                plugin.to_str().expect("utf8"),
+                &env,
+                Some("install it with: make fake-plugin"),
+            )
+            .context("fake", "fake", "plugin-user")
+            .current("fake")
+            .write(&path)
+            .expect("kubeconfig");
+        Self {
+            cluster,
+            token_file,
+            log,
+            kubeconfig: path.display().to_string(),
+        }
+    }
+
+    fn runs(&self) -> usize {
+        kprox_testkit::exec_plugin_runs(&self.log)
+    }
+
+    /// The apiserver now accepts only `token`, and the plugin hands it out.
+    fn rotate(&self, token: &str) {
+        std::fs::write(&self.token_file, token).expect("token");
+        self.cluster.server.set_tokens(vec![token.into()]);
+    }
+}
+
+async fn concurrent_gets(kprox: &Kprox, n: usize) -> Vec<u16> {
+    let url = kprox.url("/api/v1/namespaces/default/pods");
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || {
+                let out = run(
+                    "curl",
+                    &["-sS", "-o", "/dev/null", "-w", "%{http_code}", &url],
+                );
+                String::from_utf8_lossy(&out.stdout)
+                    .parse::<u16>()
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for task in tasks {
+        codes.push(task.await.expect("task"));
+    }
+    codes
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_plugin_runs_once_for_a_hundred_concurrent_first_requests() {
+    let setup = ExecSetup::start(&[]).await;
+    let kprox = Kprox::start(&["--kubeconfig", &setup.kubeconfig]);
+    let codes = concurrent_gets(&kprox, 100).await;
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    assert_eq!(setup.runs(), 1);
+    let seen = setup
+        .cluster
+        .server
+        .requests_to("/api/v1/namespaces/default/pods")
+        .pop()
+        .expect("reached");
+    assert_eq!(
+        header_values(&seen, "authorization"),
+        ["Bearer exec-token-1"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_refreshes_the_exec_credential_once_and_the_client_never_sees_it() {
+    let setup = ExecSetup::start(&[]).await;
+    let kprox = Kprox::start(&["--kubeconfig", &setup.kubeconfig]);
+    assert_eq!(concurrent_gets(&kprox, 1).await, [200]);
+    setup.rotate("exec-token-2");
+    let codes = concurrent_gets(&kprox, 20).await;
+    assert!(codes.iter().all(|c| *c == 200), "clients saw {codes:?}");
+    assert_eq!(setup.runs(), 2, "one plugin run for all the 401s");
+    // A POST with a small body is replayed too.
+    setup.rotate("exec-token-3");
+    let body = r#"{"metadata":{"name":"after-rotation"}}"#;
+    let out = run(
+        "curl",
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            body,
+            &kprox.url("/api/v1/namespaces/default/configmaps"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+    assert_eq!(setup.runs(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expiring_exec_credential_is_renewed_before_it_expires() {
+    let setup = ExecSetup::start(&[("FAKE_EXEC_TTL", "3")]).await;
+    let kprox = Kprox::start(&["--kubeconfig", &setup.kubeconfig]);
+    assert_eq!(setup.runs(), 1);
+    let started = std::time::Instant::now();
+    while setup.runs() < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "not renewed before expiry"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(concurrent_gets(&kprox, 5).await, [200; 5]);
+}
+
+#[test]
+fn a_hung_exec_plugin_times_out_with_a_clear_error() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let setup = runtime.block_on(ExecSetup::start(&[("FAKE_EXEC_HANG", "1")]));
+    let config = setup.cluster.dir.path().join("short.toml");
+    std::fs::write(&config, "[kubeconfig]\nexec_timeout = \"1s\"\n").expect("write");
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
+        .args([
+            "--kubeconfig",
+            &setup.kubeconfig,
+            "--config",
+            &config.display().to_string(),
+            "--port",
+            "0",
+            "--admin-address",
+            "off",
+        ])
+        .output()
+        .expect("kprox");
+    assert!(!out.status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("did not finish within 1s") && stderr.contains("fake-exec-plugin"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_failing_or_missing_exec_plugin_says_why() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let setup = runtime.block_on(ExecSetup::start(&[(
+        "FAKE_EXEC_FAIL",
+        "error: you must log in first",
+    )]));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
+        .args(["--kubeconfig", &setup.kubeconfig, "config", "check"])
+        .output()
+        .expect("kprox");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("you must log in first"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("exec-token-1"),
+        "the credential leaked: {stderr}"
+    );
+
+    let missing = setup
+        .kubeconfig
+        .replace("exec-kubeconfig", "missing-kubeconfig");
+    let text = std::fs::read_to_string(&setup.kubeconfig)
+        .expect("read")
+        .replace("fake-exec-plugin", "no-such-plugin");
+    std::fs::write(&missing, text).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
+        .args(["--kubeconfig", &missing, "config", "check"])
+        .output()
+        .expect("kprox");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("was not found") && stderr.contains("install it with: make fake-plugin"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_token_file_is_reread_once_on_a_401_with_no_failed_request() {
+    let cluster = Cluster::start().await;
+    let token_file = cluster.dir.path().join("sa-token");
+    std::fs::write(&token_file, TOKEN).expect("token");
+    let path = cluster.dir.path().join("token-file-kubeconfig");
+    kprox_testkit::KubeconfigBuilder::new()
+        .cluster("fake", &cluster.server.url(), &cluster.server.ca_pem())
+        .user_token_file("sa", token_file.to_str().expect("utf8"))
+        .context("fake", "fake", "sa")
+        .current("fake")
+        .write(&path)
+        .expect("kubeconfig");
+    let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string()]);
+    assert_eq!(concurrent_gets(&kprox, 3).await, [200; 3]);
+    // The projected token rotates: new file content, old token no longer accepted.
+    std::fs::write(&token_file, "rotated-token").expect("token");
+    cluster.server.set_tokens(vec!["rotated-token".into()]);
+    let codes = concurrent_gets(&kprox, 20).await;
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    let admin = kprox.admin_url();
+    let metrics = ok_stdout(
+        &run("curl", &["-sS", &format!("{admin}/metrics")]),
+        "metrics",
+    );
+    // The first read at start, and exactly one re-read for all twenty 401s.
+    assert!(
+        metrics.contains(r#"kprox_credential_refreshes_total{source="token-file"} 2"#),
+        "{metrics}"
+    );
+}

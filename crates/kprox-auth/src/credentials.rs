@@ -1,14 +1,21 @@
 //! The credentials in force right now, as a lock-free snapshot the request path reads, kept
-//! fresh by background providers (a token file is re-read every minute, like client-go).
+//! fresh in the background and refreshed on demand:
+//!
+//! - a token file is re-read every minute (like client-go) and after a 401;
+//! - an exec plugin runs once at start, again ahead of its credential's expiry, and after a 401;
+//! - whatever the cause, one refresh runs at a time and every request that asked for it shares
+//!   its result (single flight): a hundred concurrent 401s cause one plugin run.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use base64::Engine;
 use http::HeaderValue;
 
+use crate::exec::ExecPlugin;
 use crate::{AuthError, CredentialSpec};
 
 /// How often a token file is re-read (client-go: every minute).
@@ -19,6 +26,17 @@ pub const TOKEN_FILE_REFRESH: Duration = Duration::from_secs(60);
 pub struct Snapshot {
     /// The `Authorization` value, marked sensitive.
     pub authorization: Option<HeaderValue>,
+    /// When the credential stops working, if it says.
+    pub expires_at: Option<SystemTime>,
+    /// Increases with every refresh; a request that got a 401 says which one it used.
+    pub generation: u64,
+}
+
+impl Snapshot {
+    /// Whether the credential has expired.
+    pub fn expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= SystemTime::now())
+    }
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -28,7 +46,96 @@ impl std::fmt::Debug for Snapshot {
                 "authorization",
                 &self.authorization.as_ref().map(|_| "<redacted>"),
             )
+            .field("expires_at", &self.expires_at)
+            .field("generation", &self.generation)
             .finish()
+    }
+}
+
+/// Reloads of a refreshable credential, for metrics.
+#[derive(Debug, Default)]
+pub struct RefreshCounts {
+    /// Reloads that produced a credential (changed or not), the first load included.
+    pub refreshes: AtomicU64,
+    /// Reloads that failed; the previous credential stayed in use.
+    pub failures: AtomicU64,
+}
+
+/// Where a refreshable credential comes from.
+#[derive(Debug)]
+enum Source {
+    TokenFile(PathBuf),
+    Exec(ExecPlugin),
+}
+
+/// Refreshes one credential, one at a time.
+#[derive(Debug)]
+struct Refresher {
+    source: Source,
+    current: Arc<ArcSwap<Snapshot>>,
+    counts: Arc<RefreshCounts>,
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl Refresher {
+    async fn load(&self) -> Result<Snapshot, AuthError> {
+        match &self.source {
+            Source::TokenFile(path) => bearer(&read_token_file(path).await?),
+            Source::Exec(plugin) => {
+                let credential = plugin.run().await?;
+                if credential.client_certificate.is_some() && credential.token.is_none() {
+                    return Err(AuthError::Unsupported {
+                        path: plugin.origin.clone(),
+                        entry: format!("exec plugin `{}`", plugin.command),
+                        reason: "it authenticates with a client certificate, which kprox does not take from exec plugins yet; fix: use a plugin mode that issues a token".to_owned(),
+                    });
+                }
+                let token = credential
+                    .token
+                    .as_ref()
+                    .map(|t| t.expose().clone())
+                    .unwrap_or_default();
+                let mut snapshot = bearer(&token)?;
+                snapshot.expires_at = credential.expires_at;
+                Ok(snapshot)
+            }
+        }
+    }
+
+    /// Replaces the credential unless a refresh newer than `seen` already happened; true when
+    /// a credential newer than `seen` is in place afterwards.
+    async fn refresh(&self, seen: u64) -> bool {
+        let _one_at_a_time = self.serial.lock().await;
+        let current = self.current.load_full();
+        if current.generation != seen {
+            return true;
+        }
+        match self.load().await {
+            Ok(mut snapshot) => {
+                snapshot.generation = current.generation + 1;
+                if snapshot.authorization != current.authorization {
+                    tracing::info!(
+                        source = self.kind(),
+                        "credential refreshed; new requests use the new one"
+                    );
+                }
+                self.current.store(Arc::new(snapshot));
+                self.counts.refreshes.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(error) => {
+                self.counts.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "credential refresh failed; keeping the previous credential");
+                false
+            }
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.source {
+            Source::TokenFile(_) => "token-file",
+            Source::Exec(_) => "exec",
+        }
     }
 }
 
@@ -41,15 +148,7 @@ pub struct Credentials {
     description: Arc<str>,
     kind: &'static str,
     counts: Arc<RefreshCounts>,
-}
-
-/// Reloads of a refreshable credential, for metrics.
-#[derive(Debug, Default)]
-pub struct RefreshCounts {
-    /// Reloads that produced a credential (changed or not).
-    pub refreshes: std::sync::atomic::AtomicU64,
-    /// Reloads that failed; the previous credential stayed in use.
-    pub failures: std::sync::atomic::AtomicU64,
+    refresher: Option<Arc<Refresher>>,
 }
 
 impl Credentials {
@@ -61,44 +160,58 @@ impl Credentials {
             description: "none".into(),
             kind: "none",
             counts: Arc::new(RefreshCounts::default()),
+            refresher: None,
         }
     }
 
-    /// Starts the provider for `spec`: reads the credential once (an error here stops startup)
+    /// Starts the provider for `spec`: loads the credential once (an error here stops startup)
     /// and, for refreshable sources, keeps it fresh in a background task that ends when the last
     /// clone of the returned value is dropped.
     pub async fn start(spec: &CredentialSpec) -> Result<Self, AuthError> {
-        let snapshot = match spec {
-            CredentialSpec::None => Snapshot::default(),
-            CredentialSpec::Token(token) => bearer(token.expose())?,
+        let mut credentials = Self::none();
+        credentials.description = spec.describe().into();
+        let source = match spec {
+            CredentialSpec::None => return Ok(credentials),
+            CredentialSpec::Token(token) => {
+                credentials.kind = "token";
+                credentials.current.store(Arc::new(bearer(token.expose())?));
+                return Ok(credentials);
+            }
             CredentialSpec::Basic { username, password } => {
+                credentials.kind = "basic";
                 let raw = format!("{username}:{}", password.expose());
                 let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
-                sensitive(&format!("Basic {encoded}"))?
+                credentials
+                    .current
+                    .store(Arc::new(sensitive(&format!("Basic {encoded}"))?));
+                return Ok(credentials);
             }
-            CredentialSpec::TokenFile(path) => bearer(&read_token_file(path).await?)?,
+            CredentialSpec::TokenFile(path) => Source::TokenFile(path.clone()),
+            CredentialSpec::Exec(plugin) => Source::Exec((**plugin).clone()),
         };
-        let kind = match spec {
-            CredentialSpec::None => "none",
-            CredentialSpec::Token(_) => "token",
-            CredentialSpec::TokenFile(_) => "token-file",
-            CredentialSpec::Basic { .. } => "basic",
-        };
-        let credentials = Self {
-            current: Arc::new(ArcSwap::from_pointee(snapshot)),
-            impersonation: Arc::from(Vec::new()),
-            description: spec.describe().into(),
-            kind,
-            counts: Arc::new(RefreshCounts::default()),
-        };
-        if let CredentialSpec::TokenFile(path) = spec {
-            tokio::spawn(refresh_token_file(
-                Arc::downgrade(&credentials.current),
-                credentials.counts.clone(),
-                path.clone(),
-                TOKEN_FILE_REFRESH,
-            ));
+        let refresher = Arc::new(Refresher {
+            source,
+            current: credentials.current.clone(),
+            counts: credentials.counts.clone(),
+            serial: tokio::sync::Mutex::new(()),
+        });
+        credentials.kind = refresher.kind();
+        let mut first = refresher.load().await?;
+        first.generation = 1;
+        credentials.current.store(Arc::new(first));
+        refresher.counts.refreshes.fetch_add(1, Ordering::Relaxed);
+        match &refresher.source {
+            Source::TokenFile(_) => {
+                tokio::spawn(reread_periodically(
+                    Arc::downgrade(&refresher),
+                    TOKEN_FILE_REFRESH,
+                ));
+            }
+            Source::Exec(_) => {
+                tokio::spawn(refresh_ahead_of_expiry(Arc::downgrade(&refresher)));
+            }
         }
+        credentials.refresher = Some(refresher);
         Ok(credentials)
     }
 
@@ -114,7 +227,12 @@ impl Credentials {
     /// Puts kprox's credential and impersonation on a request: exactly one `Authorization`
     /// (replacing any), and kprox's `Impersonate-*` headers.
     pub fn apply(&self, headers: &mut http::HeaderMap) {
-        crate::inject(headers, &self.snapshot());
+        self.apply_snapshot(headers, &self.snapshot());
+    }
+
+    /// Like [`Credentials::apply`], with a snapshot the caller holds (to know its generation).
+    pub fn apply_snapshot(&self, headers: &mut http::HeaderMap, snapshot: &Snapshot) {
+        crate::inject(headers, snapshot);
         for (name, value) in self.impersonation.iter() {
             headers.append(name.clone(), value.clone());
         }
@@ -146,7 +264,33 @@ impl Credentials {
         self.current.load_full()
     }
 
-    /// The kind of source (`none`, `token`, `token-file`, `basic`), a metrics label.
+    /// The credentials to use, refreshed first if they have expired.
+    pub async fn fresh_snapshot(&self) -> Arc<Snapshot> {
+        let snapshot = self.snapshot();
+        if snapshot.expired()
+            && let Some(refresher) = &self.refresher
+        {
+            refresher.refresh(snapshot.generation).await;
+            return self.snapshot();
+        }
+        snapshot
+    }
+
+    /// Whether a 401 can be answered by reloading the credential.
+    pub fn refreshable(&self) -> bool {
+        self.refresher.is_some()
+    }
+
+    /// After the apiserver refused the credential of generation `seen`: reloads it once for
+    /// all the requests that saw the refusal. True when a newer credential is in place.
+    pub async fn refresh_after_rejection(&self, seen: u64) -> bool {
+        match &self.refresher {
+            Some(refresher) => refresher.refresh(seen).await,
+            None => false,
+        }
+    }
+
+    /// The kind of source (`none`, `token`, `token-file`, `basic`, `exec`), a metrics label.
     pub fn kind(&self) -> &'static str {
         self.kind
     }
@@ -160,6 +304,11 @@ impl Credentials {
     pub fn describe(&self) -> &str {
         &self.description
     }
+
+    /// When the current credential expires, if it says.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.snapshot().expires_at
+    }
 }
 
 fn sensitive(value: &str) -> Result<Snapshot, AuthError> {
@@ -171,6 +320,8 @@ fn sensitive(value: &str) -> Result<Snapshot, AuthError> {
     header.set_sensitive(true);
     Ok(Snapshot {
         authorization: Some(header),
+        expires_at: None,
+        generation: 0,
     })
 }
 
@@ -194,37 +345,46 @@ async fn read_token_file(path: &Path) -> Result<String, AuthError> {
     Ok(token.to_owned())
 }
 
-async fn refresh_token_file(
-    target: Weak<ArcSwap<Snapshot>>,
-    counts: Arc<RefreshCounts>,
-    path: PathBuf,
-    every: Duration,
-) {
+/// Re-reads a token file every `every`, keeping the last good token when a read fails (a
+/// rotation in progress may briefly leave no file).
+async fn reread_periodically(refresher: Weak<Refresher>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.tick().await; // the first tick is immediate; the file was just read
     loop {
         ticker.tick().await;
-        let Some(target) = target.upgrade() else {
+        let Some(refresher) = refresher.upgrade() else {
             return;
         };
-        match read_token_file(&path).await.and_then(|t| bearer(&t)) {
-            Ok(snapshot) => {
-                let changed = target.load().authorization != snapshot.authorization;
-                target.store(Arc::new(snapshot));
-                counts
-                    .refreshes
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if changed {
-                    tracing::info!(file = %path.display(), "bearer token file changed; new requests use the new token");
-                }
-            }
-            // Keep the last good token: a rotation in progress may briefly leave no file.
-            Err(error) => {
-                counts
-                    .failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(%error, "keeping the previous token");
-            }
+        let seen = refresher.current.load().generation;
+        refresher.refresh(seen).await;
+    }
+}
+
+/// Runs an exec plugin again before its credential expires: at 80% of the remaining lifetime,
+/// at most 5 minutes early; retries every few seconds when a run fails.
+async fn refresh_ahead_of_expiry(refresher: Weak<Refresher>) {
+    loop {
+        let wait = {
+            let Some(refresher) = refresher.upgrade() else {
+                return;
+            };
+            let Some(expires_at) = refresher.current.load().expires_at else {
+                return;
+            };
+            let left = expires_at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default();
+            let early = (left / 5).min(Duration::from_secs(300));
+            left - early
+        };
+        tokio::time::sleep(wait).await;
+        let Some(refresher) = refresher.upgrade() else {
+            return;
+        };
+        let seen = refresher.current.load().generation;
+        if !refresher.refresh(seen).await {
+            drop(refresher);
+            tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }
 }

@@ -32,6 +32,7 @@ mod tests {
         );
         let snapshot = Snapshot {
             authorization: Some(HeaderValue::from_static("Bearer proxy")),
+            ..Default::default()
         };
         inject(&mut headers, &snapshot);
         let values: Vec<_> = headers.get_all(header::AUTHORIZATION).iter().collect();

@@ -44,6 +44,8 @@ pub enum CredentialSpec {
         username: String,
         password: Secret<String>,
     },
+    /// A credential plugin run as a command.
+    Exec(Box<crate::exec::ExecPlugin>),
 }
 
 impl CredentialSpec {
@@ -54,6 +56,7 @@ impl CredentialSpec {
             Self::Token(_) => "bearer token".to_owned(),
             Self::TokenFile(path) => format!("token file {}", path.display()),
             Self::Basic { username, .. } => format!("basic auth as {username}"),
+            Self::Exec(plugin) => format!("exec plugin {}", plugin.command),
         }
     }
 }
@@ -280,7 +283,13 @@ pub fn select(
     }
     let trust = load_trust(&cluster, source, &cluster_entry)?;
     let user_entry = format!("user \"{user_name}\"");
-    let (identity, credential) = load_user(&auth_info, source, &user_entry)?;
+    let (identity, credential) = load_user(
+        &auth_info,
+        &cluster,
+        source,
+        &user_entry,
+        selection.exec_timeout.get(),
+    )?;
     // --token replaces the user's credential (a client certificate stays, as with kubectl).
     let credential = match &selection.token {
         Some(token) => CredentialSpec::Token(Secret::new(token.clone())),
@@ -384,21 +393,44 @@ fn system_roots() -> Vec<CertificateDer<'static>> {
 
 fn load_user(
     user: &AuthInfo,
+    cluster: &Cluster,
     source: &str,
     entry: &str,
+    exec_timeout: std::time::Duration,
 ) -> Result<(Option<ClientIdentity>, CredentialSpec), AuthError> {
     let unsupported = |what: &str| AuthError::Unsupported {
         path: source.to_owned(),
         entry: entry.to_owned(),
-        reason: format!(
-            "{what} is not supported yet; fix: use a token, token file or client certificate"
-        ),
+        reason: what.to_owned(),
     };
-    if user.exec.is_some() {
-        return Err(unsupported("an exec credential plugin"));
-    }
-    if user.auth_provider.is_some() {
-        return Err(unsupported("an auth-provider"));
+    let mut provider_token = None;
+    if let Some(provider) = &user.auth_provider {
+        match provider.name.as_str() {
+            // OIDC: the id-token the login flow stored; kprox does not run the refresh flow.
+            "oidc" => match provider.config.get("id-token").filter(|t| !t.is_empty()) {
+                Some(token) => provider_token = Some(token.clone()),
+                None => {
+                    return Err(unsupported(
+                        "an oidc auth-provider without an id-token is not supported; fix: log in first so the kubeconfig holds an id-token, or use an exec plugin such as kubelogin",
+                    ));
+                }
+            },
+            "gcp" => {
+                return Err(unsupported(
+                    "the gcp auth-provider is not supported (kubectl removed it too); fix: use the gke-gcloud-auth-plugin exec plugin",
+                ));
+            }
+            "azure" => {
+                return Err(unsupported(
+                    "the azure auth-provider is not supported (kubectl removed it too); fix: use the kubelogin exec plugin",
+                ));
+            }
+            other => {
+                return Err(unsupported(&format!(
+                    "the {other} auth-provider is not supported; fix: use an exec credential plugin"
+                )));
+            }
+        }
     }
 
     let read = |what: &str, file: &str| {
@@ -442,7 +474,16 @@ fn load_user(
     };
 
     // client-go: a token file wins over an inline token (the file is the one kept fresh).
-    let credential = if let Some(file) = user.token_file.as_deref().filter(|f| !f.is_empty()) {
+    let credential = if let Some(exec) = &user.exec {
+        CredentialSpec::Exec(Box::new(crate::exec::from_kubeconfig(
+            exec,
+            cluster,
+            &format!("{source}: {entry}"),
+            exec_timeout,
+        )?))
+    } else if let Some(token) = provider_token {
+        CredentialSpec::Token(Secret::new(token))
+    } else if let Some(file) = user.token_file.as_deref().filter(|f| !f.is_empty()) {
         CredentialSpec::TokenFile(PathBuf::from(file))
     } else if let Some(token) = user
         .token

@@ -9,9 +9,11 @@
 mod client_cert;
 mod credentials;
 mod error;
+pub mod exec;
 mod impersonate;
 mod inject;
 mod kubeconfig;
+mod rfc3339;
 mod secret;
 
 pub use client_cert::{ClientIdentity, identity_from_pem, parse_certificates, parse_private_key};

@@ -105,19 +105,20 @@ fn a_missing_kubeconfig_is_a_clear_error() {
 }
 
 #[test]
-fn an_unsupported_exec_plugin_is_refused_not_ignored() {
+fn a_removed_auth_provider_is_refused_with_its_replacement_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("config");
     std::fs::write(
         &path,
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: get-token\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    auth-provider:\n      name: gcp\n      config: {}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n",
     )
     .expect("write");
     let message = load(&selection(&path))
         .expect_err("unsupported")
         .to_string();
     assert!(
-        message.contains("exec credential plugin is not supported yet"),
+        message.contains("gcp auth-provider is not supported")
+            && message.contains("fix: use the gke-gcloud-auth-plugin exec plugin"),
         "{message}"
     );
 }

@@ -134,6 +134,8 @@ pub struct KubeconfigConfig {
     /// Verify the apiserver's certificate against this name (`--tls-server-name`).
     #[serde(serialize_with = "crate::validate::string_or_empty")]
     pub tls_server_name: Option<String>,
+    /// Longest an exec credential plugin may run before it is stopped. Default 30 s.
+    pub exec_timeout: GoDuration,
 }
 
 /// The apiservers and the connections kprox keeps to them.

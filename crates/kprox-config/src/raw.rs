@@ -130,6 +130,8 @@ pub struct RawKubeconfig {
     pub insecure_skip_tls_verify: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_server_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exec_timeout: Option<GoDuration>,
 }
 
 /// `[upstream]`: the apiservers and the connections to them.

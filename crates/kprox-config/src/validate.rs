@@ -33,6 +33,8 @@ pub const DEFAULT_REJECT_PATHS: &[&str] = &[
 pub const DEFAULT_REJECT_METHODS: &[&str] = &["^$"];
 /// kubectl proxy's default `--www-prefix`.
 pub const DEFAULT_WWW_PREFIX: &str = "/static/";
+/// Longest an exec credential plugin may run.
+pub const DEFAULT_EXEC_TIMEOUT: GoDuration = GoDuration::from_secs(30);
 /// Client connections at once.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
 /// The kubelet's default `--streaming-connection-idle-timeout`.
@@ -245,6 +247,12 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         certificate_authority: non_empty(kube.certificate_authority.as_deref()).map(PathBuf::from),
         insecure_skip_tls_verify: kube.insecure_skip_tls_verify.unwrap_or(false),
         tls_server_name: non_empty(kube.tls_server_name.as_deref()).map(str::to_owned),
+        exec_timeout: positive_duration(
+            &err,
+            "kubeconfig.exec_timeout",
+            kube.exec_timeout,
+            DEFAULT_EXEC_TIMEOUT,
+        )?,
     };
 
     let up = raw.upstream.clone().unwrap_or_default();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use kprox_auth::Credentials;
@@ -79,15 +80,20 @@ impl Forwarder {
     /// `Connection` names) go first, then client credentials, and kprox's own are added last so
     /// nothing a client sends can remove or replace them.
     fn prepare(&self, headers: &mut HeaderMap, client: Option<IpAddr>) {
+        self.prepare_without_credentials(headers, client);
+        if !(self.settings.pass_client_credentials && headers.contains_key(header::AUTHORIZATION)) {
+            self.credentials.apply(headers);
+        }
+    }
+
+    /// Everything `prepare` does but adding kprox's credential.
+    fn prepare_without_credentials(&self, headers: &mut HeaderMap, client: Option<IpAddr>) {
         hop_by_hop::strip(headers);
         if !self.settings.pass_client_credentials {
             sanitise::strip_client_credentials(headers);
         }
         if let Some(ip) = client {
             append_forwarded_for(headers, ip);
-        }
-        if !(self.settings.pass_client_credentials && headers.contains_key(header::AUTHORIZATION)) {
-            self.credentials.apply(headers);
         }
     }
 
@@ -123,19 +129,105 @@ impl Forwarder {
             );
         };
         parts.uri = uri;
-        self.prepare(&mut parts.headers, client);
+        self.prepare_without_credentials(&mut parts.headers, client);
         // The upstream chooses HTTP/2 or HTTP/1.1 per connection and sets Host / :authority.
         parts.version = http::Version::HTTP_11;
+        let ours = !(self.settings.pass_client_credentials
+            && parts.headers.contains_key(header::AUTHORIZATION));
+        let snapshot = self.credentials.fresh_snapshot().await;
 
-        let body = self.counted(body);
-        match self.upstream.send(Request::from_parts(parts, body)).await {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                hop_by_hop::strip(&mut parts.headers);
-                Response::from_parts(parts, body.boxed_unsync())
-            }
-            Err(error) => upstream_failure(&error),
+        if !(ours && self.credentials.refreshable()) {
+            return self
+                .send(parts, self.counted(body), &snapshot, ours)
+                .await
+                .unwrap_or_else(|e| upstream_failure(&e));
         }
+        // A refusal of kprox's credential can be answered by refreshing it and sending again,
+        // if the body can be sent again: keep small bodies (and the head) for that.
+        let bytes = match self.replayable_body(&parts.headers, body).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(streaming)) => {
+                return self
+                    .send(parts, streaming, &snapshot, ours)
+                    .await
+                    .unwrap_or_else(|e| upstream_failure(&e));
+            }
+            Err(response) => return response,
+        };
+        let head = parts;
+        let first = match self
+            .send(head.clone(), full_body(bytes.clone()), &snapshot, ours)
+            .await
+        {
+            Ok(response) => response,
+            Err(error) => return upstream_failure(&error),
+        };
+        if first.status() != StatusCode::UNAUTHORIZED
+            || !self
+                .credentials
+                .refresh_after_rejection(snapshot.generation)
+                .await
+        {
+            return first;
+        }
+        // The client never sees the 401 of a credential kprox could renew.
+        drop(first);
+        tracing::info!("the apiserver refused kprox's credential; retrying with the refreshed one");
+        let renewed = self.credentials.snapshot();
+        self.send(head, full_body(bytes), &renewed, ours)
+            .await
+            .unwrap_or_else(|e| upstream_failure(&e))
+    }
+
+    /// The body in memory when it is empty or small enough to send twice; otherwise the
+    /// streaming body back (`Ok(Err)`); `Err` when it cannot be read.
+    async fn replayable_body(
+        &self,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Result<Result<Bytes, kprox_upstream::RequestBody>, Response<ProxyBody>> {
+        if body.is_end_stream() {
+            return Ok(Ok(Bytes::new()));
+        }
+        let length = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        match length {
+            Some(n) if n <= REPLAY_LIMIT => match http_body_util::Limited::new(body, REPLAY_LIMIT)
+                .collect()
+                .await
+            {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    self.request_bytes.inc_by(bytes.len() as u64);
+                    Ok(Ok(bytes))
+                }
+                Err(_) => Err(status_response(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read",
+                )),
+            },
+            _ => Ok(Err(self.counted(body))),
+        }
+    }
+
+    /// Adds the credential and sends; hop-by-hop headers are removed from the answer.
+    async fn send(
+        &self,
+        mut parts: http::request::Parts,
+        body: kprox_upstream::RequestBody,
+        snapshot: &kprox_auth::Snapshot,
+        ours: bool,
+    ) -> Result<Response<ProxyBody>, UpstreamError> {
+        if ours {
+            self.credentials
+                .apply_snapshot(&mut parts.headers, snapshot);
+        }
+        let response = self.upstream.send(Request::from_parts(parts, body)).await?;
+        let (mut parts, body) = response.into_parts();
+        hop_by_hop::strip(&mut parts.headers);
+        Ok(Response::from_parts(parts, body.boxed_unsync()))
     }
 
     /// Forwards an upgrade request on a connection of its own. On `101` the tunnel is started
@@ -185,6 +277,15 @@ impl Forwarder {
         hop_by_hop::strip(&mut parts.headers);
         closing(Response::from_parts(parts, body.boxed_unsync()))
     }
+}
+
+/// Largest request body kept in memory so that it can be sent again after a credential refresh.
+const REPLAY_LIMIT: usize = 64 * 1024;
+
+fn full_body(bytes: Bytes) -> kprox_upstream::RequestBody {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// Marks a response as the last on its client connection.

@@ -21,8 +21,19 @@ enum Credential {
     None,
     Token(String),
     TokenFile(String),
-    CertData { cert_pem: String, key_pem: String },
-    CertFiles { cert: String, key: String },
+    CertData {
+        cert_pem: String,
+        key_pem: String,
+    },
+    CertFiles {
+        cert: String,
+        key: String,
+    },
+    Exec {
+        command: String,
+        env: Vec<(String, String)>,
+        install_hint: Option<String>,
+    },
 }
 
 /// Builds a kubeconfig. Strings are written double-quoted (JSON quoting is valid YAML).
@@ -133,6 +144,29 @@ impl KubeconfigBuilder {
         self
     }
 
+    /// Adds a user authenticated by an exec credential plugin (`client.authentication.k8s.io/v1`,
+    /// `interactiveMode: Never`) run with `env`.
+    pub fn user_exec(
+        mut self,
+        name: &str,
+        command: &str,
+        env: &[(&str, &str)],
+        install_hint: Option<&str>,
+    ) -> Self {
+        self.users.push((
+            name.into(),
+            Credential::Exec {
+                command: command.into(),
+                env: env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                install_hint: install_hint.map(str::to_owned),
+            },
+        ));
+        self
+    }
+
     /// Adds a user without credentials.
     pub fn anonymous_user(mut self, name: &str) -> Self {
         self.users.push((name.into(), Credential::None));
@@ -193,6 +227,31 @@ impl KubeconfigBuilder {
                         quote(&b64(cert_pem)),
                         quote(&b64(key_pem))
                     );
+                }
+                Credential::Exec {
+                    command,
+                    env,
+                    install_hint,
+                } => {
+                    let _ = writeln!(
+                        out,
+                        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      interactiveMode: Never\n      command: {}",
+                        quote(command)
+                    );
+                    if let Some(hint) = install_hint {
+                        let _ = writeln!(out, "      installHint: {}", quote(hint));
+                    }
+                    if !env.is_empty() {
+                        out.push_str("      env:\n");
+                        for (k, v) in env {
+                            let _ = writeln!(
+                                out,
+                                "      - name: {}\n        value: {}",
+                                quote(k),
+                                quote(v)
+                            );
+                        }
+                    }
                 }
                 Credential::CertFiles { cert, key } => {
                     let _ = writeln!(

@@ -11,6 +11,7 @@ mod behaviour;
 mod body;
 mod certs;
 mod discovery;
+mod exec_plugin;
 mod kubeconfig;
 mod protobuf;
 mod routes;
@@ -22,6 +23,7 @@ mod table;
 
 pub use behaviour::Behaviour;
 pub use certs::{CertifiedPem, TestPki};
+pub use exec_plugin::{exec_plugin_runs, write_exec_plugin};
 pub use kubeconfig::KubeconfigBuilder;
 pub use routes::digest;
 pub use server::{FakeApiServer, FakeOptions, LoggedRequest};

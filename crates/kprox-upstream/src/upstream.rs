@@ -637,7 +637,14 @@ async fn check(upstream: Weak<Upstream>, index: usize, settings: HealthSettings)
         )
         .await;
         let failure = match outcome {
-            Ok(Ok(response)) if response.status().is_success() => None,
+            // An apiserver that refuses kprox's credential is still up; the credential is
+            // refreshed on the request path.
+            Ok(Ok(response))
+                if response.status().is_success()
+                    || matches!(response.status().as_u16(), 401 | 403) =>
+            {
+                None
+            }
             Ok(Ok(response)) => Some(UpstreamError::new(
                 ErrorKind::Protocol,
                 Sent::Maybe,
