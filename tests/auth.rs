@@ -422,3 +422,192 @@ async fn a_rotated_token_file_is_reread_once_on_a_401_with_no_failed_request() {
         "{metrics}"
     );
 }
+
+/// Writes a service account directory the way the kubelet does: files behind a `..data`
+/// symlink that is swapped atomically on rotation.
+fn projected(dir: &std::path::Path, version: &str, token: &str, ca_pem: &str) {
+    let data = dir.join(format!("..{version}"));
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(data.join("token"), token).expect("token");
+    std::fs::write(data.join("ca.crt"), ca_pem).expect("ca");
+    std::fs::write(data.join("namespace"), "default").expect("namespace");
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, dir.join("..data")).expect("swap");
+    for name in ["token", "ca.crt", "namespace"] {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), &link).expect("link");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_a_pod_without_kubeconfig_the_service_account_is_used_and_its_rotation_followed() {
+    let cluster = Cluster::start().await;
+    let sa = cluster.dir.path().join("serviceaccount");
+    std::fs::create_dir_all(&sa).expect("mkdir");
+    projected(&sa, "2026_11_30_01", "sa-token-1", &cluster.server.ca_pem());
+    cluster.server.set_tokens(vec!["sa-token-1".into()]);
+    let home = tempfile::tempdir().expect("home");
+    let port = cluster.server.addr().port().to_string();
+    let kprox = Kprox::start_with_env(
+        &[],
+        &[
+            ("HOME", home.path().to_str().expect("utf8")),
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", &port),
+            (
+                "KPROX_KUBECONFIG__SERVICE_ACCOUNT_DIR",
+                sa.to_str().expect("utf8"),
+            ),
+        ],
+    );
+    assert_eq!(concurrent_gets(&kprox, 2).await, [200; 2]);
+    let seen = cluster
+        .server
+        .requests_to("/api/v1/namespaces/default/pods")
+        .pop()
+        .expect("reached");
+    assert_eq!(header_values(&seen, "authorization"), ["Bearer sa-token-1"]);
+
+    // The kubelet rotates the projected token.
+    projected(&sa, "2026_11_30_02", "sa-token-2", &cluster.server.ca_pem());
+    cluster.server.set_tokens(vec!["sa-token-2".into()]);
+    let codes = concurrent_gets(&kprox, 10).await;
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    let seen = cluster
+        .server
+        .requests_to("/api/v1/namespaces/default/pods")
+        .pop()
+        .expect("reached");
+    assert_eq!(header_values(&seen, "authorization"), ["Bearer sa-token-2"]);
+
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
+        .args(["config", "check"])
+        .env_remove("KUBECONFIG")
+        .env("HOME", home.path())
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", &port)
+        .env("KPROX_KUBECONFIG__SERVICE_ACCOUNT_DIR", &sa)
+        .output()
+        .expect("check");
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        out.contains("in-cluster service account"),
+        "{out}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(!out.contains("sa-token"), "the token leaked: {out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_client_certificate_is_used_by_new_connections() {
+    let cluster = Cluster::start_with(kprox_testkit::FakeOptions {
+        tokens: vec![],
+        ..Default::default()
+    })
+    .await;
+    let dir = cluster.dir.path();
+    let first = cluster
+        .server
+        .pki()
+        .client_cert("robot", &[])
+        .expect("cert");
+    let second = cluster
+        .server
+        .pki()
+        .client_cert("robot", &[])
+        .expect("cert");
+    let (cert, key) = (dir.join("robot.crt"), dir.join("robot.key"));
+    std::fs::write(&cert, &first.cert_pem).expect("cert");
+    std::fs::write(&key, &first.key_pem).expect("key");
+    let path = dir.join("cert-kubeconfig");
+    kprox_testkit::KubeconfigBuilder::new()
+        .cluster("fake", &cluster.server.url(), &cluster.server.ca_pem())
+        .user_cert_files(
+            "robot",
+            cert.to_str().expect("utf8"),
+            key.to_str().expect("utf8"),
+        )
+        .context("fake", "fake", "robot")
+        .current("fake")
+        .write(&path)
+        .expect("kubeconfig");
+    let config = dir.join("fast-reload.toml");
+    std::fs::write(&config, "[kubeconfig]\nreload_interval = \"200ms\"\n").expect("write");
+    let kprox = Kprox::start(&[
+        "--kubeconfig",
+        &path.display().to_string(),
+        "--config",
+        &config.display().to_string(),
+    ]);
+    assert_eq!(concurrent_gets(&kprox, 1).await, [200]);
+    let used = |server: &kprox_testkit::FakeApiServer| {
+        server
+            .requests_to("/api/v1/namespaces/default/pods")
+            .pop()
+            .and_then(|r| r.client_cert_der)
+            .expect("a client certificate")
+    };
+    assert_eq!(used(&cluster.server), first.cert_der().to_vec());
+
+    std::fs::write(&key, &second.key_pem).expect("key");
+    std::fs::write(&cert, &second.cert_pem).expect("cert");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        assert_eq!(concurrent_gets(&kprox, 1).await, [200]);
+        if used(&cluster.server) == second.cert_der().to_vec() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was never used"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubeconfig_files_merge_as_kubectl_merges_them() {
+    let cluster = Cluster::start().await;
+    let dir = cluster.dir.path();
+    // The first file sets the current context and a cluster; the second redefines that cluster
+    // (ignored: the first file wins) and adds the user and context.
+    let first = dir.join("first.yaml");
+    let second = dir.join("second.yaml");
+    std::fs::write(&first, format!("apiVersion: v1\nkind: Config\ncurrent-context: merged\nclusters:\n- name: shared\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n", cluster.server.url(), base64_of(&cluster.server.ca_pem()))).expect("write");
+    std::fs::write(&second, format!("apiVersion: v1\nkind: Config\ncurrent-context: other\nclusters:\n- name: shared\n  cluster:\n    server: https://127.0.0.9:1\nusers:\n- name: u\n  user:\n    token: {TOKEN}\ncontexts:\n- name: merged\n  context:\n    cluster: shared\n    user: u\n")).expect("write");
+    let list = format!("{}:{}", first.display(), second.display());
+    let view = support::run_with_env(
+        "kubectl",
+        &[
+            "config",
+            "view",
+            "--flatten",
+            "-o",
+            "jsonpath={.current-context} {.clusters[0].cluster.server}",
+        ],
+        &[("KUBECONFIG", &list)],
+    );
+    let kubectl_says = ok_stdout(&view, "kubectl config view");
+    let print = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
+        .args(["config", "print"])
+        .env("KUBECONFIG", &list)
+        .output()
+        .expect("kprox");
+    let kprox_says = String::from_utf8_lossy(&print.stdout).into_owned();
+    let (context, server) = kubectl_says.split_once(' ').expect("two values");
+    assert_eq!(context, "merged");
+    assert!(
+        kprox_says.contains(&format!("context: {context} ")),
+        "{kprox_says}"
+    );
+    assert!(
+        kprox_says.contains(&format!("servers: {server}")),
+        "kubectl: {kubectl_says}; kprox: {kprox_says}"
+    );
+    let kprox = Kprox::start_with_env(&[], &[("KUBECONFIG", &list)]);
+    assert_eq!(concurrent_gets(&kprox, 1).await, [200]);
+}

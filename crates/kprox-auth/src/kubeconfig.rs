@@ -28,6 +28,8 @@ pub struct ServerTrust {
     pub server_name: Option<String>,
     /// `insecure-skip-tls-verify`: no verification at all.
     pub insecure: bool,
+    /// The CA file, when the roots came from one: watched and reloaded when it changes.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How requests are authenticated, before any credential is read.
@@ -77,12 +79,25 @@ pub struct ClusterAccess {
     pub credential: CredentialSpec,
     /// Who to act as, if anyone.
     pub impersonation: Impersonation,
+    /// The client certificate and key files, when the identity came from files: watched and
+    /// reloaded when they change.
+    pub identity_files: Option<(PathBuf, PathBuf)>,
 }
 
 /// Loads the kubeconfig chosen by `selection` and the environment.
 pub fn load(selection: &KubeconfigConfig) -> Result<ClusterAccess, AuthError> {
-    let (kubeconfig, source) = read_kubeconfig(selection.path.as_deref())?;
-    select(&kubeconfig, &source, selection)
+    match read_kubeconfig(selection.path.as_deref()) {
+        Ok((kubeconfig, source)) => select(&kubeconfig, &source, selection),
+        // No kubeconfig anywhere, inside a pod: the pod's service account, as client-go does.
+        Err(AuthError::NoKubeconfig(why))
+            if selection.path.is_none()
+                && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() =>
+        {
+            tracing::info!(%why, "no kubeconfig; using the pod's service account");
+            crate::incluster::load(&selection.service_account_dir, selection)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 fn read_kubeconfig(path: Option<&Path>) -> Result<(Kubeconfig, String), AuthError> {
@@ -327,6 +342,16 @@ pub fn select(
         identity,
         credential,
         impersonation,
+        identity_files: match (
+            auth_info.client_certificate.as_deref(),
+            auth_info.client_key.as_deref(),
+            auth_info.client_certificate_data.is_some(),
+        ) {
+            (Some(cert), Some(key), false) if !cert.is_empty() && !key.is_empty() => {
+                Some((PathBuf::from(cert), PathBuf::from(key)))
+            }
+            _ => None,
+        },
     })
 }
 
@@ -374,11 +399,17 @@ fn load_trust(cluster: &Cluster, source: &str, entry: &str) -> Result<ServerTrus
     } else {
         roots
     };
+    let ca_file = cluster
+        .certificate_authority
+        .as_deref()
+        .filter(|f| !f.is_empty() && roots_source == *f)
+        .map(PathBuf::from);
     Ok(ServerTrust {
         roots,
         roots_source,
         server_name: cluster.tls_server_name.clone().filter(|s| !s.is_empty()),
         insecure,
+        ca_file,
     })
 }
 

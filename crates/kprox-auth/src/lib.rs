@@ -11,6 +11,7 @@ mod credentials;
 mod error;
 pub mod exec;
 mod impersonate;
+mod incluster;
 mod inject;
 mod kubeconfig;
 mod rfc3339;

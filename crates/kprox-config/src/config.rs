@@ -136,6 +136,12 @@ pub struct KubeconfigConfig {
     pub tls_server_name: Option<String>,
     /// Longest an exec credential plugin may run before it is stopped. Default 30 s.
     pub exec_timeout: GoDuration,
+    /// Where the pod's service account is mounted, used when there is no kubeconfig and
+    /// `KUBERNETES_SERVICE_HOST` is set. Default `/var/run/secrets/kubernetes.io/serviceaccount`.
+    #[serde(serialize_with = "crate::validate::path_buf")]
+    pub service_account_dir: PathBuf,
+    /// How often CA and client certificate files are checked for changes. Default 10 s.
+    pub reload_interval: GoDuration,
 }
 
 /// The apiservers and the connections kprox keeps to them.

@@ -132,6 +132,10 @@ pub struct RawKubeconfig {
     pub tls_server_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exec_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload_interval: Option<GoDuration>,
 }
 
 /// `[upstream]`: the apiservers and the connections to them.

@@ -33,6 +33,10 @@ pub const DEFAULT_REJECT_PATHS: &[&str] = &[
 pub const DEFAULT_REJECT_METHODS: &[&str] = &["^$"];
 /// kubectl proxy's default `--www-prefix`.
 pub const DEFAULT_WWW_PREFIX: &str = "/static/";
+/// How often TLS files are checked (client-go re-reads client certificates every 5 minutes).
+pub const DEFAULT_RELOAD_INTERVAL: GoDuration = GoDuration::from_secs(10);
+/// Where Kubernetes mounts a pod's service account.
+pub const DEFAULT_SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// Longest an exec credential plugin may run.
 pub const DEFAULT_EXEC_TIMEOUT: GoDuration = GoDuration::from_secs(30);
 /// Client connections at once.
@@ -252,6 +256,15 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             "kubeconfig.exec_timeout",
             kube.exec_timeout,
             DEFAULT_EXEC_TIMEOUT,
+        )?,
+        service_account_dir: PathBuf::from(
+            non_empty(kube.service_account_dir.as_deref()).unwrap_or(DEFAULT_SERVICE_ACCOUNT_DIR),
+        ),
+        reload_interval: positive_duration(
+            &err,
+            "kubeconfig.reload_interval",
+            kube.reload_interval,
+            DEFAULT_RELOAD_INTERVAL,
         )?,
     };
 
@@ -512,6 +525,11 @@ pub(crate) fn addr_or_off<S: Serializer>(
         Some(addr) => s.collect_str(addr),
         None => s.serialize_str("off"),
     }
+}
+
+/// Prints a path.
+pub(crate) fn path_buf<S: Serializer>(value: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&value.display())
 }
 
 /// Prints a secret as `<redacted>` when set, empty when not.

@@ -85,6 +85,8 @@ pub struct LoggedRequest {
     pub headers: HeaderMap,
     /// Whether the connection presented a verified client certificate.
     pub client_cert: bool,
+    /// The client's leaf certificate (DER), if it presented one.
+    pub client_cert_der: Option<Vec<u8>>,
 }
 
 const LOG_CAPACITY: usize = 100_000;
@@ -427,11 +429,12 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, settings: Conn
                 _ = kill.changed() => return,
             };
             shared.handshakes.fetch_add(1, Ordering::Relaxed);
-            let client_cert = tls
+            let client_cert: Option<Arc<Vec<u8>>> = tls
                 .get_ref()
                 .1
                 .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
+                .and_then(|c| c.first())
+                .map(|c| Arc::new(c.to_vec()));
             drive(
                 &builder,
                 TokioIo::new(tls),
@@ -442,7 +445,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, settings: Conn
             )
             .await;
         }
-        None => drive(&builder, TokioIo::new(stream), shared, false, kill, goaway).await,
+        None => drive(&builder, TokioIo::new(stream), shared, None, kill, goaway).await,
     }
 }
 
@@ -451,13 +454,13 @@ async fn drive<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     shared: Arc<Shared>,
-    client_cert: bool,
+    client_cert: Option<Arc<Vec<u8>>>,
     mut kill: watch::Receiver<u64>,
     mut goaway: watch::Receiver<u64>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| handle(shared.clone(), client_cert, request));
+    let service = service_fn(move |request| handle(shared.clone(), client_cert.clone(), request));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     loop {
@@ -471,9 +474,10 @@ async fn drive<I>(
 
 async fn handle(
     shared: Arc<Shared>,
-    client_cert: bool,
+    client_cert_der: Option<Arc<Vec<u8>>>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let client_cert = client_cert_der.is_some();
     shared.requests.fetch_add(1, Ordering::Relaxed);
     {
         let mut log = lock(&shared.log);
@@ -490,6 +494,7 @@ async fn handle(
             version: request.version(),
             headers: request.headers().clone(),
             client_cert,
+            client_cert_der: client_cert_der.as_deref().cloned(),
         });
     }
 

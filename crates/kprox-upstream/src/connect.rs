@@ -40,12 +40,32 @@ pub(crate) enum Connection {
     H2(http2::SendRequest<RequestBody>, Arc<AtomicUsize>),
 }
 
+/// A TLS configuration for pooled connections (ALPN h2 + http/1.1) and for upgrades
+/// (http/1.1 only: WebSocket and SPDY need it).
+pub(crate) struct TlsPair {
+    any: Option<TlsConnector>,
+    h1: Option<TlsConnector>,
+}
+
+impl TlsPair {
+    fn new(tls: Option<Arc<ClientConfig>>) -> Self {
+        let h1 = tls.as_ref().map(|config| {
+            let mut h1 = (**config).clone();
+            h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+            TlsConnector::from(Arc::new(h1))
+        });
+        Self {
+            any: tls.map(TlsConnector::from),
+            h1,
+        }
+    }
+}
+
 /// Dials endpoints.
 pub(crate) struct Connector {
-    /// ALPN h2 + http/1.1.
-    tls: Option<TlsConnector>,
-    /// ALPN http/1.1 only, for upgrades (WebSocket, SPDY need HTTP/1.1).
-    tls_h1: Option<TlsConnector>,
+    /// The TLS configuration new connections use; replaced when a CA or client certificate
+    /// changes.
+    tls: arc_swap::ArcSwap<TlsPair>,
     server_name: Option<String>,
     settings: ConnectSettings,
     tls_handshakes: AtomicU64,
@@ -54,7 +74,7 @@ pub(crate) struct Connector {
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector")
-            .field("tls", &self.tls.is_some())
+            .field("tls", &self.tls.load().any.is_some())
             .field("server_name", &self.server_name)
             .finish_non_exhaustive()
     }
@@ -66,18 +86,17 @@ impl Connector {
         server_name: Option<String>,
         settings: ConnectSettings,
     ) -> Self {
-        let tls_h1 = tls.as_ref().map(|config| {
-            let mut h1 = (**config).clone();
-            h1.alpn_protocols = vec![b"http/1.1".to_vec()];
-            TlsConnector::from(Arc::new(h1))
-        });
         Self {
-            tls: tls.map(TlsConnector::from),
-            tls_h1,
+            tls: arc_swap::ArcSwap::from_pointee(TlsPair::new(tls)),
             server_name,
             settings,
             tls_handshakes: AtomicU64::new(0),
         }
+    }
+
+    /// Uses `config` for connections opened from now on.
+    pub(crate) fn replace_tls(&self, config: Arc<ClientConfig>) {
+        self.tls.store(Arc::new(TlsPair::new(Some(config))));
     }
 
     /// TLS handshakes completed so far.
@@ -121,10 +140,11 @@ impl Connector {
         if !endpoint.is_tls() {
             return self.handshake(TokioIo::new(tcp), false, endpoint).await;
         }
+        let pair = self.tls.load();
         let connector = if http1_only {
-            self.tls_h1.as_ref()
+            pair.h1.as_ref()
         } else {
-            self.tls.as_ref()
+            pair.any.as_ref()
         };
         let connector = connector.ok_or_else(|| {
             UpstreamError::config("TLS is not configured for an https endpoint").at(url)

@@ -74,6 +74,8 @@ pub(crate) struct EndpointPool {
     opened: AtomicU64,
     /// Failed connection attempts so far; requests that waited for one of them move on.
     connect_failures: AtomicU64,
+    /// Bumped when the TLS identity or trust changes: older connections are not reused.
+    generation: AtomicU64,
     /// Connections opened for upgrades (not pooled).
     upgrades: AtomicU64,
 }
@@ -96,6 +98,7 @@ impl EndpointPool {
             epoch: Instant::now(),
             opened: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             upgrades: AtomicU64::new(0),
         }
     }
@@ -184,6 +187,7 @@ impl EndpointPool {
             .at(self.endpoint.url());
             return Err((error, Some(request)));
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let connection = match connector.connect(&self.endpoint, false).await {
             Ok(connection) => connection,
             Err(error) => {
@@ -201,11 +205,14 @@ impl EndpointPool {
                     in_flight: AtomicUsize::new(1),
                     idle_since_ms: AtomicU64::new(0),
                 });
-                self.h2.rcu(|list| {
-                    let mut list = Vec::clone(list);
-                    list.push(conn.clone());
-                    list
-                });
+                // A connection made with a TLS identity retired meanwhile serves this request only.
+                if self.generation.load(Ordering::Acquire) == generation {
+                    self.h2.rcu(|list| {
+                        let mut list = Vec::clone(list);
+                        list.push(conn.clone());
+                        list
+                    });
+                }
                 let guard = StreamGuard {
                     conn,
                     epoch: self.epoch,
@@ -304,7 +311,11 @@ impl EndpointPool {
         // The connection goes back to the idle list once the response has been read in full;
         // if the client drops the response early, hyper closes it instead.
         let pool = Arc::downgrade(self);
-        tokio::spawn(return_when_ready(pool, sender));
+        tokio::spawn(return_when_ready(
+            pool,
+            self.generation.load(Ordering::Acquire),
+            sender,
+        ));
         match pending.await {
             Ok(response) => Ok(response.map(|body| PooledBody {
                 inner: body,
@@ -325,6 +336,17 @@ impl EndpointPool {
                 ))
             }
         }
+    }
+
+    /// Stops reusing every current connection: requests in flight finish on them, new ones get
+    /// new connections (after a CA or client certificate change).
+    pub(crate) fn retire_connections(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.h2.store(Arc::new(Vec::new()));
+        self.h1_idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Drops closed connections and those idle longer than the idle timeout.
@@ -357,11 +379,17 @@ impl EndpointPool {
     }
 }
 
-async fn return_when_ready(pool: Weak<EndpointPool>, mut sender: http1::SendRequest<RequestBody>) {
+async fn return_when_ready(
+    pool: Weak<EndpointPool>,
+    generation: u64,
+    mut sender: http1::SendRequest<RequestBody>,
+) {
     if sender.ready().await.is_err() {
         return;
     }
-    if let Some(pool) = pool.upgrade() {
+    if let Some(pool) = pool.upgrade()
+        && pool.generation.load(Ordering::Acquire) == generation
+    {
         pool.h1_idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())

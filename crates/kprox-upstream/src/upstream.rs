@@ -305,6 +305,19 @@ impl Upstream {
             .collect()
     }
 
+    /// Switches to new TLS material (a rotated client certificate, a changed CA): new
+    /// connections use it, and connections made with the old one are drained — requests in
+    /// flight finish on them, none is given a new request.
+    pub fn reload_tls(&self, settings: &TlsSettings) -> Result<(), UpstreamError> {
+        let config = client_config(settings)?;
+        self.connector.replace_tls(config);
+        for endpoint in &self.endpoints {
+            endpoint.pool.retire_connections();
+        }
+        tracing::info!("TLS material reloaded; new connections use it, old ones drain");
+        Ok(())
+    }
+
     /// Whether any endpoint is up.
     pub fn any_up(&self) -> bool {
         self.endpoints.iter().any(|e| e.health.is_up())

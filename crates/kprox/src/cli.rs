@@ -218,6 +218,8 @@ impl ProxyFlags {
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             tls_server_name: self.tls_server_name.clone(),
             exec_timeout: None,
+            service_account_dir: None,
+            reload_interval: None,
         };
         let upstream = RawUpstream {
             servers: (!self.server.is_empty()).then(|| self.server.clone()),

@@ -7,6 +7,7 @@
 mod cli;
 mod config_cmd;
 mod demo;
+mod reload;
 mod run;
 mod status;
 mod unix_socket;

@@ -156,6 +156,14 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         .dir
         .as_deref()
         .map(|dir| StaticFiles::new(dir, &config.www.prefix));
+    if let Some(files) = crate::reload::TlsFiles::of(access)
+        && !plain_http
+    {
+        tokio::spawn(files.watch(
+            Arc::downgrade(&upstream),
+            config.kubeconfig.reload_interval.get(),
+        ));
+    }
     let tunnels = Tunnels::new(config.listen.tunnel_idle_timeout.get());
     let servers: Vec<String> = upstream.endpoints().map(|e| e.url().to_owned()).collect();
     let metrics = Arc::new(Metrics::new(&servers, env!("CARGO_PKG_VERSION")));
