@@ -596,3 +596,27 @@ async fn connections_past_the_cap_get_503_and_the_admin_listener_still_answers()
     .await;
     assert_eq!(raw.status, 200, "capacity came back: {}", raw.all);
 }
+
+// §3.11: an upstream redirect is relayed, never followed with credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_redirect_is_relayed_not_followed() {
+    let (cluster, kprox) = started().await;
+    let raw = exchange_async(
+        &kprox.address,
+        "GET /testkit/redirect HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_owned(),
+    )
+    .await;
+    assert_eq!(raw.status, 302, "{}", raw.all);
+    assert_eq!(
+        raw.header("location").as_deref(),
+        Some("https://elsewhere.example/steal")
+    );
+    let seen: Vec<String> = cluster
+        .server
+        .requests()
+        .into_iter()
+        .map(|r| r.uri)
+        .filter(|u| !u.starts_with("/readyz"))
+        .collect();
+    assert_eq!(seen, ["/testkit/redirect"], "kprox followed the redirect");
+}

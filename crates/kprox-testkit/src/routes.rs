@@ -108,6 +108,16 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
         }
         "/api/v1" if get => return json_response(StatusCode::OK, &discovery::core_v1_resources()),
         "/testkit/blob" if get => return blob(&query, ctx.cut_bodies),
+        "/testkit/redirect" => {
+            // An apiserver (or an aggregated API behind it) may redirect; a proxy must relay it.
+            let mut response = Response::new(crate::body::full(""));
+            *response.status_mut() = StatusCode::FOUND;
+            response.headers_mut().insert(
+                header::LOCATION,
+                header::HeaderValue::from_static("https://elsewhere.example/steal"),
+            );
+            return response;
+        }
         "/testkit/echo" => {
             let mut response = echo(&parts, &body);
             if query_flag(&query, "hop-by-hop") {
