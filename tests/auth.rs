@@ -611,3 +611,30 @@ async fn kubeconfig_files_merge_as_kubectl_merges_them() {
     let kprox = Kprox::start_with_env(&[], &[("KUBECONFIG", &list)]);
     assert_eq!(concurrent_gets(&kprox, 1).await, [200]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_ca_file_is_reloaded() {
+    let cluster = Cluster::start().await;
+    let dir = cluster.dir.path();
+    let ca = dir.join("ca.pem");
+    // Start with a CA that did not sign the apiserver: requests fail verification.
+    std::fs::write(&ca, kprox_testkit::TestPki::new("stale").expect("pki").ca_pem()).expect("write");
+    let path = dir.join("ca-file-kubeconfig");
+    kprox_testkit::KubeconfigBuilder::new()
+        .cluster_with_ca_file("fake", &cluster.server.url(), ca.to_str().expect("utf8"))
+        .user_token("u", TOKEN)
+        .context("fake", "fake", "u")
+        .current("fake")
+        .write(&path)
+        .expect("kubeconfig");
+    let config = dir.join("fast-reload.toml");
+    std::fs::write(&config, "[kubeconfig]\nreload_interval = \"200ms\"\n").expect("write");
+    let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string(), "--config", &config.display().to_string()]);
+    assert_ne!(concurrent_gets(&kprox, 1).await, [200]);
+    std::fs::write(&ca, cluster.server.ca_pem()).expect("rotate CA");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while concurrent_gets(&kprox, 1).await != [200] {
+        assert!(std::time::Instant::now() < deadline, "the new CA was never used");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
