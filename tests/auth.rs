@@ -618,7 +618,11 @@ async fn a_changed_ca_file_is_reloaded() {
     let dir = cluster.dir.path();
     let ca = dir.join("ca.pem");
     // Start with a CA that did not sign the apiserver: requests fail verification.
-    std::fs::write(&ca, kprox_testkit::TestPki::new("stale").expect("pki").ca_pem()).expect("write");
+    std::fs::write(
+        &ca,
+        kprox_testkit::TestPki::new("stale").expect("pki").ca_pem(),
+    )
+    .expect("write");
     let path = dir.join("ca-file-kubeconfig");
     kprox_testkit::KubeconfigBuilder::new()
         .cluster_with_ca_file("fake", &cluster.server.url(), ca.to_str().expect("utf8"))
@@ -629,12 +633,76 @@ async fn a_changed_ca_file_is_reloaded() {
         .expect("kubeconfig");
     let config = dir.join("fast-reload.toml");
     std::fs::write(&config, "[kubeconfig]\nreload_interval = \"200ms\"\n").expect("write");
-    let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string(), "--config", &config.display().to_string()]);
+    let kprox = Kprox::start(&[
+        "--kubeconfig",
+        &path.display().to_string(),
+        "--config",
+        &config.display().to_string(),
+    ]);
     assert_ne!(concurrent_gets(&kprox, 1).await, [200]);
     std::fs::write(&ca, cluster.server.ca_pem()).expect("rotate CA");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while concurrent_gets(&kprox, 1).await != [200] {
-        assert!(std::time::Instant::now() < deadline, "the new CA was never used");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new CA was never used"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_plugin_client_certificate_authenticates() {
+    let cluster = Cluster::start_with(kprox_testkit::FakeOptions {
+        tokens: vec![],
+        ..Default::default()
+    })
+    .await;
+    let dir = cluster.dir.path();
+    let plugin = kprox_testkit::write_exec_plugin(dir).expect("plugin");
+    let first = cluster
+        .server
+        .pki()
+        .client_cert("exec-robot", &[])
+        .expect("cert");
+    let (cert, key) = (dir.join("exec.crt"), dir.join("exec.key"));
+    std::fs::write(&cert, &first.cert_pem).expect("cert");
+    std::fs::write(&key, &first.key_pem).expect("key");
+    let log = dir.join("exec.log");
+    let path = dir.join("exec-cert-kubeconfig");
+    kprox_testkit::KubeconfigBuilder::new()
+        .cluster("fake", &cluster.server.url(), &cluster.server.ca_pem())
+        .user_exec(
+            "robot",
+            plugin.to_str().expect("utf8"),
+            &[
+                ("FAKE_EXEC_CERT_FILE", cert.to_str().expect("utf8")),
+                ("FAKE_EXEC_KEY_FILE", key.to_str().expect("utf8")),
+                ("FAKE_EXEC_LOG", log.to_str().expect("utf8")),
+            ],
+            None,
+        )
+        .context("fake", "fake", "robot")
+        .current("fake")
+        .write(&path)
+        .expect("kubeconfig");
+    let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string()]);
+    assert_eq!(concurrent_gets(&kprox, 1).await, [200]);
+    let last_cert = || {
+        cluster
+            .server
+            .requests_to("/api/v1/namespaces/default/pods")
+            .pop()
+            .and_then(|r| r.client_cert_der)
+            .expect("a client certificate")
+    };
+    assert_eq!(last_cert(), first.cert_der().to_vec());
+    assert!(
+        cluster
+            .server
+            .requests_to("/api/v1/namespaces/default/pods")
+            .iter()
+            .all(|r| !r.headers.contains_key("authorization"))
+    );
+    assert_eq!(kprox_testkit::exec_plugin_runs(&log), 1);
 }

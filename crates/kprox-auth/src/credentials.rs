@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use base64::Engine;
 use http::HeaderValue;
 
+use crate::client_cert::{ClientIdentity, identity_from_pem};
 use crate::exec::ExecPlugin;
 use crate::{AuthError, CredentialSpec};
 
@@ -68,36 +69,52 @@ enum Source {
     Exec(ExecPlugin),
 }
 
+/// Called with a new client certificate from an exec plugin, before the refresh that
+/// produced it completes, so a retried request already uses it.
+pub type IdentityListener = Box<dyn Fn(&ClientIdentity) + Send + Sync>;
+
 /// Refreshes one credential, one at a time.
-#[derive(Debug)]
 struct Refresher {
     source: Source,
     current: Arc<ArcSwap<Snapshot>>,
     counts: Arc<RefreshCounts>,
     serial: tokio::sync::Mutex<()>,
+    /// The client certificate an exec plugin gave, if it gives one.
+    identity: ArcSwap<Option<ClientIdentity>>,
+    on_identity: std::sync::OnceLock<IdentityListener>,
+}
+
+impl std::fmt::Debug for Refresher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refresher")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Refresher {
-    async fn load(&self) -> Result<Snapshot, AuthError> {
+    async fn load(&self) -> Result<(Snapshot, Option<ClientIdentity>), AuthError> {
         match &self.source {
-            Source::TokenFile(path) => bearer(&read_token_file(path).await?),
+            Source::TokenFile(path) => Ok((bearer(&read_token_file(path).await?)?, None)),
             Source::Exec(plugin) => {
                 let credential = plugin.run().await?;
-                if credential.client_certificate.is_some() && credential.token.is_none() {
-                    return Err(AuthError::Unsupported {
-                        path: plugin.origin.clone(),
-                        entry: format!("exec plugin `{}`", plugin.command),
-                        reason: "it authenticates with a client certificate, which kprox does not take from exec plugins yet; fix: use a plugin mode that issues a token".to_owned(),
-                    });
-                }
-                let token = credential
-                    .token
-                    .as_ref()
-                    .map(|t| t.expose().clone())
-                    .unwrap_or_default();
-                let mut snapshot = bearer(&token)?;
+                let identity = match &credential.client_certificate {
+                    Some((cert, key)) => Some(
+                        identity_from_pem(cert.expose().as_bytes(), key.expose().as_bytes())
+                            .map_err(|e| AuthError::Invalid {
+                                path: plugin.origin.clone(),
+                                entry: format!("exec plugin `{}`", plugin.command),
+                                reason: format!("its client certificate is unusable: {e}"),
+                            })?,
+                    ),
+                    None => None,
+                };
+                let mut snapshot = match &credential.token {
+                    Some(token) => bearer(token.expose())?,
+                    None => Snapshot::default(),
+                };
                 snapshot.expires_at = credential.expires_at;
-                Ok(snapshot)
+                Ok((snapshot, identity))
             }
         }
     }
@@ -111,8 +128,14 @@ impl Refresher {
             return true;
         }
         match self.load().await {
-            Ok(mut snapshot) => {
+            Ok((mut snapshot, identity)) => {
                 snapshot.generation = current.generation + 1;
+                if let Some(identity) = identity {
+                    if let Some(listener) = self.on_identity.get() {
+                        listener(&identity);
+                    }
+                    self.identity.store(Arc::new(Some(identity)));
+                }
                 if snapshot.authorization != current.authorization {
                     tracing::info!(
                         source = self.kind(),
@@ -194,10 +217,13 @@ impl Credentials {
             current: credentials.current.clone(),
             counts: credentials.counts.clone(),
             serial: tokio::sync::Mutex::new(()),
+            identity: ArcSwap::from_pointee(None),
+            on_identity: std::sync::OnceLock::new(),
         });
         credentials.kind = refresher.kind();
-        let mut first = refresher.load().await?;
+        let (mut first, identity) = refresher.load().await?;
         first.generation = 1;
+        refresher.identity.store(Arc::new(identity));
         credentials.current.store(Arc::new(first));
         refresher.counts.refreshes.fetch_add(1, Ordering::Relaxed);
         match &refresher.source {
@@ -303,6 +329,20 @@ impl Credentials {
     /// Where the credentials come from, without secrets.
     pub fn describe(&self) -> &str {
         &self.description
+    }
+
+    /// The client certificate the credential source gives (an exec plugin), if any.
+    pub fn client_identity(&self) -> Option<ClientIdentity> {
+        self.refresher
+            .as_ref()
+            .and_then(|r| (**r.identity.load()).clone())
+    }
+
+    /// Registers who applies a renewed client certificate (the upstream's TLS). Only one.
+    pub fn on_identity_change(&self, listener: IdentityListener) {
+        if let Some(refresher) = &self.refresher {
+            let _ = refresher.on_identity.set(listener);
+        }
     }
 
     /// When the current credential expires, if it says.

@@ -6,7 +6,8 @@
 //! - `FAKE_EXEC_LOG`: file that gets one line per run;
 //! - `FAKE_EXEC_TTL`: seconds until `expirationTimestamp` (none when unset);
 //! - `FAKE_EXEC_HANG`: when set, never finishes;
-//! - `FAKE_EXEC_FAIL`: when set, prints it to stderr and exits 1.
+//! - `FAKE_EXEC_FAIL`: when set, prints it to stderr and exits 1;
+//! - `FAKE_EXEC_CERT_FILE` / `FAKE_EXEC_KEY_FILE`: hand out this client certificate instead.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,12 @@ const SCRIPT: &str = r#"#!/bin/sh
 echo run >> "$FAKE_EXEC_LOG"
 if [ -n "$FAKE_EXEC_HANG" ]; then sleep 600; fi
 if [ -n "$FAKE_EXEC_FAIL" ]; then echo "$FAKE_EXEC_FAIL" >&2; exit 1; fi
+if [ -n "$FAKE_EXEC_CERT_FILE" ]; then
+  cert=$(awk '{printf "%s\\n", $0}' "$FAKE_EXEC_CERT_FILE")
+  key=$(awk '{printf "%s\\n", $0}' "$FAKE_EXEC_KEY_FILE")
+  printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"clientCertificateData":"%s","clientKeyData":"%s"}}\n' "$cert" "$key"
+  exit 0
+fi
 token=$(cat "$FAKE_EXEC_TOKEN_FILE")
 if [ -n "$FAKE_EXEC_TTL" ]; then
   expires=$(date -u -d "+$FAKE_EXEC_TTL seconds" +%Y-%m-%dT%H:%M:%SZ)

@@ -74,10 +74,11 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         roots: access.trust.roots.clone(),
         server_name: access.trust.server_name.clone(),
         insecure: access.trust.insecure,
-        identity: access
-            .identity
-            .as_ref()
-            .map(|i| (i.chain.clone(), i.key.expose().clone_key())),
+        // An exec plugin's client certificate wins over the kubeconfig's.
+        identity: credentials
+            .client_identity()
+            .or_else(|| access.identity.clone())
+            .map(|i| (i.chain, i.key.expose().clone_key())),
     });
     let upstream_config = &config.upstream;
     let upstream = Upstream::new(UpstreamSettings {
@@ -156,6 +157,23 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         .dir
         .as_deref()
         .map(|dir| StaticFiles::new(dir, &config.www.prefix));
+    if credentials.client_identity().is_some() {
+        // Renewed exec-plugin certificates go to the TLS layer before the refresh completes.
+        let upstream_ref = Arc::downgrade(&upstream);
+        let trust = access.trust.clone();
+        credentials.on_identity_change(Box::new(move |identity| {
+            let Some(upstream) = upstream_ref.upgrade() else { return };
+            let settings = TlsSettings {
+                roots: trust.roots.clone(),
+                server_name: trust.server_name.clone(),
+                insecure: trust.insecure,
+                identity: Some((identity.chain.clone(), identity.key.expose().clone_key())),
+            };
+            if let Err(error) = upstream.reload_tls(&settings) {
+                tracing::warn!(%error, "the exec plugin's new client certificate cannot be used; keeping the previous");
+            }
+        }));
+    }
     if let Some(files) = crate::reload::TlsFiles::of(access)
         && !plain_http
     {
