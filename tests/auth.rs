@@ -706,3 +706,31 @@ async fn an_exec_plugin_client_certificate_authenticates() {
     );
     assert_eq!(kprox_testkit::exec_plugin_runs(&log), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_url_tunnels_through_http_connect_and_socks5_proxies() {
+    let cluster = Cluster::start().await;
+    for kind in [
+        kprox_testkit::ProxyKind::HttpConnect,
+        kprox_testkit::ProxyKind::Socks5,
+    ] {
+        let proxy = kprox_testkit::TunnelProxy::start(kind)
+            .await
+            .expect("proxy");
+        let path = cluster.dir.path().join(format!("proxied-{kind:?}"));
+        kprox_testkit::KubeconfigBuilder::new()
+            .cluster("fake", &cluster.server.url(), &cluster.server.ca_pem())
+            .proxy_url(&proxy.url())
+            .user_token("u", TOKEN)
+            .context("fake", "fake", "u")
+            .current("fake")
+            .write(&path)
+            .expect("kubeconfig");
+        let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string()]);
+        assert_eq!(concurrent_gets(&kprox, 3).await, [200; 3], "{kind:?}");
+        assert!(
+            proxy.tunnels() >= 1,
+            "{kind:?}: no tunnel went through the proxy"
+        );
+    }
+}

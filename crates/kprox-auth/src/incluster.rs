@@ -67,5 +67,6 @@ pub fn load(dir: &Path, selection: &KubeconfigConfig) -> Result<ClusterAccess, A
         credential: CredentialSpec::TokenFile(token),
         impersonation,
         identity_files: None,
+        proxy_url: None,
     })
 }

@@ -82,6 +82,8 @@ pub struct ClusterAccess {
     /// The client certificate and key files, when the identity came from files: watched and
     /// reloaded when they change.
     pub identity_files: Option<(PathBuf, PathBuf)>,
+    /// The cluster's `proxy-url` (an HTTP or SOCKS5 proxy to reach the apiserver through).
+    pub proxy_url: Option<String>,
 }
 
 /// Loads the kubeconfig chosen by `selection` and the environment.
@@ -352,6 +354,7 @@ pub fn select(
             }
             _ => None,
         },
+        proxy_url: cluster.proxy_url.clone().filter(|p| !p.is_empty()),
     })
 }
 

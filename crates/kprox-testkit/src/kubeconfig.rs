@@ -14,6 +14,7 @@ struct Cluster {
     ca_file: Option<String>,
     tls_server_name: Option<String>,
     insecure: bool,
+    proxy_url: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +69,7 @@ impl KubeconfigBuilder {
             ca_file: None,
             tls_server_name: None,
             insecure: false,
+            proxy_url: None,
         });
         self
     }
@@ -81,6 +83,7 @@ impl KubeconfigBuilder {
             ca_file: Some(ca_file.into()),
             tls_server_name: None,
             insecure: false,
+            proxy_url: None,
         });
         self
     }
@@ -94,6 +97,7 @@ impl KubeconfigBuilder {
             ca_file: None,
             tls_server_name: None,
             insecure: true,
+            proxy_url: None,
         });
         self
     }
@@ -102,6 +106,14 @@ impl KubeconfigBuilder {
     pub fn tls_server_name(mut self, server_name: &str) -> Self {
         if let Some(cluster) = self.clusters.last_mut() {
             cluster.tls_server_name = Some(server_name.into());
+        }
+        self
+    }
+
+    /// Sets `proxy-url` on the last cluster added.
+    pub fn proxy_url(mut self, url: &str) -> Self {
+        if let Some(cluster) = self.clusters.last_mut() {
+            cluster.proxy_url = Some(url.into());
         }
         self
     }
@@ -204,6 +216,9 @@ impl KubeconfigBuilder {
             }
             if let Some(name) = &c.tls_server_name {
                 let _ = writeln!(out, "    tls-server-name: {}", quote(name));
+            }
+            if let Some(proxy) = &c.proxy_url {
+                let _ = writeln!(out, "    proxy-url: {}", quote(proxy));
             }
             if c.insecure {
                 out.push_str("    insecure-skip-tls-verify: true\n");

@@ -30,6 +30,8 @@ pub struct ConnectSettings {
     pub keepalive_interval: Option<Duration>,
     /// An unanswered PING closes the connection after this long.
     pub keepalive_timeout: Duration,
+    /// Tunnel through this proxy (the kubeconfig cluster's `proxy-url`).
+    pub proxy: Option<crate::ProxySettings>,
 }
 
 /// A fresh connection, ready for requests.
@@ -111,25 +113,23 @@ impl Connector {
         http1_only: bool,
     ) -> Result<Connection, UpstreamError> {
         let url = endpoint.url();
-        let tcp = tokio::time::timeout(
-            self.settings.connect_timeout,
-            TcpStream::connect((endpoint.host(), endpoint.port())),
-        )
-        .await
-        .map_err(|_| {
-            UpstreamError::new(
-                ErrorKind::ConnectTimeout,
-                Sent::No,
-                format!(
-                    "no TCP connection within {:?}",
-                    self.settings.connect_timeout
-                ),
-            )
-            .at(url)
-        })?
-        .map_err(|e| {
-            UpstreamError::new(ErrorKind::Connect, Sent::No, format!("cannot connect: {e}")).at(url)
-        })?;
+        let tcp = tokio::time::timeout(self.settings.connect_timeout, self.dial(endpoint))
+            .await
+            .map_err(|_| {
+                UpstreamError::new(
+                    ErrorKind::ConnectTimeout,
+                    Sent::No,
+                    format!(
+                        "no TCP connection within {:?}",
+                        self.settings.connect_timeout
+                    ),
+                )
+                .at(url)
+            })?
+            .map_err(|e| {
+                UpstreamError::new(ErrorKind::Connect, Sent::No, format!("cannot connect: {e}"))
+                    .at(url)
+            })?;
         // Small requests and watch events must not wait for Nagle.
         let _ = tcp.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new()
@@ -179,6 +179,16 @@ impl Connector {
         self.tls_handshakes.fetch_add(1, Ordering::Relaxed);
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         self.handshake(TokioIo::new(tls), h2, endpoint).await
+    }
+
+    async fn dial(&self, endpoint: &Endpoint) -> std::io::Result<TcpStream> {
+        match &self.settings.proxy {
+            Some(proxy) => proxy
+                .tunnel(endpoint.host(), endpoint.port())
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string())),
+            None => TcpStream::connect((endpoint.host(), endpoint.port())).await,
+        }
     }
 
     async fn handshake<I>(

@@ -12,6 +12,7 @@ mod endpoint;
 mod error;
 mod health;
 mod pool;
+mod proxy;
 mod retry;
 mod tls;
 mod upstream;
@@ -23,6 +24,7 @@ pub use connect::ConnectSettings;
 pub use endpoint::Endpoint;
 pub use error::{ErrorKind, Sent, UpstreamError};
 pub use health::{HealthSettings, Signal, State as HealthState};
+pub use proxy::ProxySettings;
 pub use retry::RetrySettings;
 pub use tls::TlsSettings;
 pub use upstream::{

@@ -28,6 +28,7 @@ fn settings(servers: Vec<String>, pki: &TestPki) -> UpstreamSettings {
             tls_handshake_timeout: Duration::from_secs(2),
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_timeout: Duration::from_secs(15),
+            proxy: None,
         },
         max_streams_per_connection: 100,
         idle_timeout: Duration::from_secs(90),

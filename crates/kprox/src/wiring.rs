@@ -90,6 +90,12 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
             keepalive_interval: (!upstream_config.keepalive_interval.is_zero())
                 .then(|| upstream_config.keepalive_interval.get()),
             keepalive_timeout: upstream_config.keepalive_timeout.get(),
+            proxy: access
+                .proxy_url
+                .as_deref()
+                .map(kprox_upstream::ProxySettings::parse)
+                .transpose()
+                .context("the kubeconfig cluster's proxy-url")?,
         },
         max_streams_per_connection: usize::try_from(upstream_config.max_streams_per_connection)
             .unwrap_or(usize::MAX),
