@@ -734,3 +734,32 @@ async fn a_proxy_url_tunnels_through_http_connect_and_socks5_proxies() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provide_cluster_info_hands_the_plugin_the_cluster() {
+    let setup = ExecSetup::start(&[]).await;
+    let info = setup.cluster.dir.path().join("exec-info.json");
+    let text = std::fs::read_to_string(&setup.kubeconfig).expect("read");
+    let text = text.replace(
+        "      interactiveMode: Never\n",
+        "      interactiveMode: Never\n      provideClusterInfo: true\n",
+    );
+    let text = text.replace(
+        "      env:\n",
+        &format!(
+            "      env:\n      - name: \"FAKE_EXEC_INFO_OUT\"\n        value: \"{}\"\n",
+            info.display()
+        ),
+    );
+    std::fs::write(&setup.kubeconfig, text).expect("write");
+    let _kprox = Kprox::start(&["--kubeconfig", &setup.kubeconfig]);
+    let given: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&info).expect("info written")).expect("json");
+    assert_eq!(given["kind"], "ExecCredential");
+    assert_eq!(given["spec"]["interactive"], false);
+    assert_eq!(
+        given["spec"]["cluster"]["server"],
+        setup.cluster.server.url()
+    );
+    assert!(given["spec"]["cluster"]["certificate-authority-data"].is_string());
+}

@@ -153,3 +153,44 @@ fn client_certificate_files_are_read_relative_to_the_kubeconfig() {
         "{message}"
     );
 }
+
+fn kubeconfig_with_user(dir: &std::path::Path, user_yaml: &str) -> std::path::PathBuf {
+    let path = dir.join("config");
+    std::fs::write(
+        &path,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n{user_yaml}contexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n"),
+    )
+    .expect("write");
+    path
+}
+
+#[test]
+fn an_oidc_auth_provider_uses_its_id_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = kubeconfig_with_user(
+        dir.path(),
+        "    auth-provider:\n      name: oidc\n      config:\n        id-token: oidc-id-token-value\n        idp-issuer-url: https://issuer.example\n",
+    );
+    match load(&selection(&path)).expect("loads").credential {
+        CredentialSpec::Token(token) => assert_eq!(token.expose(), "oidc-id-token-value"),
+        other => panic!("expected the id-token, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_always_interactive_exec_plugin_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = kubeconfig_with_user(
+        dir.path(),
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/true\n      interactiveMode: Always\n",
+    );
+    let access = load(&selection(&path)).expect("loads");
+    let error = kprox_auth::Credentials::start(&access.credential)
+        .await
+        .expect_err("refused");
+    assert!(
+        error.to_string().contains("interactiveMode is Always")
+            && error.to_string().contains("without a terminal"),
+        "{error}"
+    );
+}

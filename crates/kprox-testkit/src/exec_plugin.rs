@@ -7,7 +7,8 @@
 //! - `FAKE_EXEC_TTL`: seconds until `expirationTimestamp` (none when unset);
 //! - `FAKE_EXEC_HANG`: when set, never finishes;
 //! - `FAKE_EXEC_FAIL`: when set, prints it to stderr and exits 1;
-//! - `FAKE_EXEC_CERT_FILE` / `FAKE_EXEC_KEY_FILE`: hand out this client certificate instead.
+//! - `FAKE_EXEC_CERT_FILE` / `FAKE_EXEC_KEY_FILE`: hand out this client certificate instead;
+//! - `FAKE_EXEC_INFO_OUT`: write the `KUBERNETES_EXEC_INFO` it was given to this file.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 const SCRIPT: &str = r#"#!/bin/sh
 # kprox testkit: a fake exec credential plugin (see kprox-testkit/src/exec_plugin.rs).
 echo run >> "$FAKE_EXEC_LOG"
+if [ -n "$FAKE_EXEC_INFO_OUT" ]; then printf '%s' "$KUBERNETES_EXEC_INFO" > "$FAKE_EXEC_INFO_OUT"; fi
 if [ -n "$FAKE_EXEC_HANG" ]; then sleep 600; fi
 if [ -n "$FAKE_EXEC_FAIL" ]; then echo "$FAKE_EXEC_FAIL" >&2; exit 1; fi
 if [ -n "$FAKE_EXEC_CERT_FILE" ]; then

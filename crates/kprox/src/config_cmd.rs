@@ -92,7 +92,7 @@ pub async fn check(flags: &ProxyFlags) -> anyhow::Result<()> {
         println!("{server}: reachable, certificate verified, GET /version {status}");
     }
     println!(
-        "configuration OK: identity from kubeconfig {} (context {}, cluster {}, user {}): {}{}",
+        "configuration OK: identity from {} (context {}, cluster {}, user {}): {}{}",
         access.source,
         access.context,
         access.cluster,
