@@ -208,19 +208,22 @@ impl Handler for Pipeline {
         }
 
         let status = response.status();
-        let served = response.extensions().get::<Served>().copied();
-        self.metrics
-            .request(&method, status.as_u16(), served.map(|s| s.endpoint));
+        let served = response.extensions().get::<Served>().cloned();
+        self.metrics.request(
+            &method,
+            status.as_u16(),
+            served.as_ref().map(|s| s.endpoint.as_ref()),
+        );
         let to_headers = started.elapsed();
         if self.access_log {
             let endpoint = served
-                .and_then(|s| self.metrics.endpoints().get(s.endpoint))
-                .map_or(kprox_telemetry::NO_ENDPOINT, String::as_str);
+                .as_ref()
+                .map_or(kprox_telemetry::NO_ENDPOINT, |s| s.endpoint.as_ref());
             tracing::info!(
                 target: "kprox::access",
                 method = %method, path = %logged_path, status = status.as_u16(), endpoint,
                 duration_ms = to_headers.as_secs_f64() * 1000.0,
-                attempts = served.map_or(0, |s| s.attempts),
+                attempts = served.as_ref().map_or(0, |s| s.attempts),
             );
         }
         let finish = match kind {

@@ -6,7 +6,7 @@
 //! credential refreshes), copied in at scrape time by [`Metrics::sync`]. No label ever comes from
 //! a request path, a user or a client address.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -55,6 +55,16 @@ struct RequestCounters {
     by_method_class: Vec<IntCounter>,
 }
 
+fn counters_for(vec: &IntCounterVec, endpoint: &str) -> RequestCounters {
+    RequestCounters {
+        by_method_class: METHODS
+            .iter()
+            .flat_map(|m| CODE_CLASSES.iter().map(move |c| (*m, *c)))
+            .map(|(m, c)| vec.with_label_values(&[m, c, endpoint]))
+            .collect(),
+    }
+}
+
 /// Values owned elsewhere, copied in at scrape time.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -93,8 +103,9 @@ pub struct CredentialSnapshot {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Vec<RequestCounters>,
-    endpoints: Vec<String>,
+    /// Counters per endpoint label, `none` first; extended when an apiserver joins (rare).
+    requests: arc_swap::ArcSwap<Vec<(Arc<str>, Arc<RequestCounters>)>>,
+    requests_vec: IntCounterVec,
     durations: Vec<Histogram>,
     in_flight: IntGauge,
     watches_open: IntGauge,
@@ -154,14 +165,13 @@ impl Metrics {
         );
         let mut labels: Vec<String> = vec![NO_ENDPOINT.to_owned()];
         labels.extend(endpoints.iter().cloned());
-        let requests = labels
+        let requests: Vec<(Arc<str>, Arc<RequestCounters>)> = labels
             .iter()
-            .map(|endpoint| RequestCounters {
-                by_method_class: METHODS
-                    .iter()
-                    .flat_map(|m| CODE_CLASSES.iter().map(move |c| (*m, *c)))
-                    .map(|(m, c)| requests_vec.with_label_values(&[m, c, endpoint.as_str()]))
-                    .collect(),
+            .map(|l| {
+                (
+                    Arc::from(l.as_str()),
+                    Arc::new(counters_for(&requests_vec, l)),
+                )
             })
             .collect();
         let durations_vec = register(
@@ -218,8 +228,8 @@ impl Metrics {
             .unwrap_or_else(|e| panic!("latency: {e}")),
         );
         Self {
-            requests,
-            endpoints: endpoints.to_vec(),
+            requests: arc_swap::ArcSwap::from_pointee(requests),
+            requests_vec,
             durations,
             in_flight: simple_gauge(
                 "kprox_requests_in_flight",
@@ -317,14 +327,25 @@ impl Metrics {
 
     /// Counts a finished client request; `endpoint` is the index of the apiserver that
     /// answered, `None` when kprox answered itself.
-    pub fn request(&self, method: &http::Method, status: u16, endpoint: Option<usize>) {
-        let label = endpoint.map_or(0, |i| (i + 1).min(self.requests.len() - 1));
+    pub fn request(&self, method: &http::Method, status: u16, endpoint: Option<&str>) {
+        let label = endpoint.unwrap_or(NO_ENDPOINT);
         let index = method_index(method) * CODE_CLASSES.len() + class_index(status);
-        if let Some(counter) = self
-            .requests
-            .get(label)
-            .and_then(|c| c.by_method_class.get(index))
-        {
+        let table = self.requests.load();
+        let counters = match table.iter().find(|(l, _)| l.as_ref() == label) {
+            Some((_, counters)) => counters.clone(),
+            None => {
+                // An apiserver that joined since start (discovery, reload).
+                let counters = Arc::new(counters_for(&self.requests_vec, label));
+                let added = (Arc::from(label), counters.clone());
+                self.requests.rcu(|t| {
+                    let mut t = Vec::clone(t);
+                    t.push(added.clone());
+                    t
+                });
+                counters
+            }
+        };
+        if let Some(counter) = counters.by_method_class.get(index) {
             counter.inc();
         }
     }
@@ -381,15 +402,11 @@ impl Metrics {
     /// Client requests answered so far (all labels).
     pub fn requests_total(&self) -> u64 {
         self.requests
+            .load()
             .iter()
-            .flat_map(|c| c.by_method_class.iter())
+            .flat_map(|(_, c)| c.by_method_class.iter())
             .map(IntCounter::get)
             .sum()
-    }
-
-    /// The apiserver URLs, in label order.
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
     }
 
     /// Copies values kept elsewhere into the registry.
@@ -481,7 +498,7 @@ mod tests {
     #[test]
     fn requests_land_in_pre_resolved_counters() {
         let metrics = Metrics::new(&["https://a:6443".into(), "https://b:6443".into()], "0.1.0");
-        metrics.request(&http::Method::GET, 200, Some(1));
+        metrics.request(&http::Method::GET, 200, Some("https://b:6443"));
         metrics.request(
             &http::Method::from_bytes(b"PROPFIND").expect("method"),
             403,

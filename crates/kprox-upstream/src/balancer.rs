@@ -144,13 +144,12 @@ impl Drop for LoadGuard {
 #[derive(Debug)]
 pub struct Balancer {
     policy: Policy,
-    preferred: Option<usize>,
     next: AtomicUsize,
     seed: AtomicU64,
 }
 
 impl Balancer {
-    pub fn new(policy: Policy, preferred: Option<usize>) -> Self {
+    pub fn new(policy: Policy) -> Self {
         let seed = u64::try_from(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -162,7 +161,6 @@ impl Balancer {
             | 1;
         Self {
             policy,
-            preferred,
             next: AtomicUsize::new(0),
             seed: AtomicU64::new(seed),
         }
@@ -180,14 +178,14 @@ impl Balancer {
 
     /// The order in which to try endpoints: the policy's choice first, then the other usable
     /// ones as fallbacks. Usable means up, or — when none is up — all of them (panic mode).
-    pub fn order(&self, up: &[bool], loads: &[Arc<Load>]) -> Vec<usize> {
+    pub fn order(&self, up: &[bool], loads: &[Arc<Load>], preferred: Option<usize>) -> Vec<usize> {
         let mut usable: Vec<usize> = (0..up.len()).filter(|&i| up[i]).collect();
         if usable.is_empty() {
             usable = (0..up.len()).collect();
         }
         match self.policy {
             Policy::Failover => {
-                if let Some(p) = self.preferred
+                if let Some(p) = preferred
                     && let Some(pos) = usable.iter().position(|&i| i == p)
                 {
                     let first = usable.remove(pos);
@@ -231,14 +229,14 @@ mod tests {
 
     #[test]
     fn down_endpoints_are_skipped_unless_all_are_down() {
-        let balancer = Balancer::new(Policy::RoundRobin, None);
+        let balancer = Balancer::new(Policy::RoundRobin);
         let l = loads(3);
         for _ in 0..10 {
-            assert_eq!(balancer.order(&[true, false, true], &l).len(), 2);
-            assert!(!balancer.order(&[true, false, true], &l).contains(&1));
+            assert_eq!(balancer.order(&[true, false, true], &l, None).len(), 2);
+            assert!(!balancer.order(&[true, false, true], &l, None).contains(&1));
         }
         assert_eq!(
-            balancer.order(&[false, false, false], &l).len(),
+            balancer.order(&[false, false, false], &l, None).len(),
             3,
             "panic mode tries all"
         );
@@ -246,28 +244,30 @@ mod tests {
 
     #[test]
     fn round_robin_takes_turns() {
-        let balancer = Balancer::new(Policy::RoundRobin, None);
+        let balancer = Balancer::new(Policy::RoundRobin);
         let l = loads(3);
-        let firsts: Vec<usize> = (0..6).map(|_| balancer.order(&[true; 3], &l)[0]).collect();
+        let firsts: Vec<usize> = (0..6)
+            .map(|_| balancer.order(&[true; 3], &l, None)[0])
+            .collect();
         assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
     }
 
     #[test]
     fn failover_prefers_the_preferred_then_the_configured_order() {
-        let balancer = Balancer::new(Policy::Failover, Some(2));
+        let balancer = Balancer::new(Policy::Failover);
         let l = loads(3);
-        assert_eq!(balancer.order(&[true; 3], &l), [2, 0, 1]);
-        assert_eq!(balancer.order(&[true, true, false], &l), [0, 1]);
+        assert_eq!(balancer.order(&[true; 3], &l, Some(2)), [2, 0, 1]);
+        assert_eq!(balancer.order(&[true, true, false], &l, Some(2)), [0, 1]);
     }
 
     #[test]
     fn least_request_avoids_the_slow_and_the_busy() {
-        let balancer = Balancer::new(Policy::LeastRequest, None);
+        let balancer = Balancer::new(Policy::LeastRequest);
         let l = loads(3);
         l[0].observe(Duration::from_millis(200));
         let mut firsts = [0usize; 3];
         for _ in 0..300 {
-            firsts[balancer.order(&[true; 3], &l)[0]] += 1;
+            firsts[balancer.order(&[true; 3], &l, None)[0]] += 1;
         }
         assert!(
             firsts[0] < 20,
@@ -278,7 +278,7 @@ mod tests {
         let l = loads(2);
         let _busy: Vec<LoadGuard> = (0..10).map(|_| l[1].start()).collect();
         for _ in 0..50 {
-            assert_eq!(balancer.order(&[true, true], &l)[0], 0);
+            assert_eq!(balancer.order(&[true, true], &l, None)[0], 0);
         }
     }
 

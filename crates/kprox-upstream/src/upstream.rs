@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, Uri};
 use http_body::Body as _;
@@ -63,6 +64,7 @@ impl std::fmt::Debug for UpstreamSettings {
 
 #[derive(Debug)]
 struct EndpointState {
+    url: Arc<str>,
     pool: Arc<EndpointPool>,
     health: Health,
     load: Arc<Load>,
@@ -100,10 +102,10 @@ const RECENT_CHANGES: usize = 20;
 
 /// Which apiserver answered a request and after how many attempts; put in the response's
 /// extensions for metrics and the access log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Served {
-    /// Index of the endpoint in configured order.
-    pub endpoint: usize,
+    /// The URL of the endpoint that answered.
+    pub endpoint: Arc<str>,
     /// Attempts made, the successful one included.
     pub attempts: u32,
 }
@@ -118,7 +120,15 @@ pub struct RetryCounts {
 
 /// The set of apiservers.
 pub struct Upstream {
-    endpoints: Vec<EndpointState>,
+    /// The current set; replaced as a whole when discovery or a reload changes it.
+    endpoints: ArcSwap<Vec<Arc<EndpointState>>>,
+    /// Shared by every endpoint URL (`--append-server-path`).
+    base_path: String,
+    /// The URL to prefer, if configured.
+    preferred: Option<String>,
+    /// What a new endpoint needs.
+    pool_settings: (usize, Duration),
+    health_settings: HealthSettings,
     connector: Connector,
     balancer: Balancer,
     retry: RetrySettings,
@@ -173,19 +183,19 @@ impl Upstream {
                 other.url()
             )));
         }
-        let preferred = match &settings.preferred {
-            Some(url) => Some(
-                endpoints
-                    .iter()
-                    .position(|e| e.url() == url.trim_end_matches('/'))
-                    .ok_or_else(|| {
-                        UpstreamError::config(format!(
-                            "the preferred server {url} is not one of the servers"
-                        ))
-                    })?,
-            ),
-            None => None,
-        };
+        if let Some(url) = &settings.preferred
+            && !endpoints
+                .iter()
+                .any(|e| e.url() == url.trim_end_matches('/'))
+        {
+            return Err(UpstreamError::config(format!(
+                "the preferred server {url} is not one of the servers"
+            )));
+        }
+        let base_path = endpoints
+            .first()
+            .map(|e| e.base_path().to_owned())
+            .unwrap_or_default();
         let tls = match &settings.tls {
             Some(tls) => Some(client_config(tls)?),
             None if endpoints.iter().any(Endpoint::is_tls) => {
@@ -209,22 +219,22 @@ impl Upstream {
                     .map(str::to_owned)
             });
         let connector = Connector::new(tls, server_name, settings.connect.clone());
+        let pool_settings = (settings.max_streams_per_connection, settings.idle_timeout);
+        let states: Vec<Arc<EndpointState>> = endpoints
+            .into_iter()
+            .map(|e| new_state(e, pool_settings, &settings.health))
+            .collect();
         let upstream = Arc::new(Self {
-            endpoints: endpoints
-                .into_iter()
-                .map(|e| EndpointState {
-                    pool: Arc::new(EndpointPool::new(
-                        e,
-                        settings.max_streams_per_connection,
-                        settings.idle_timeout,
-                    )),
-                    health: Health::new(settings.health.clone()),
-                    load: Arc::new(Load::default()),
-                    last_error: std::sync::Mutex::new(None),
-                })
-                .collect(),
+            endpoints: ArcSwap::from_pointee(states),
+            base_path,
+            preferred: settings
+                .preferred
+                .as_ref()
+                .map(|p| p.trim_end_matches('/').to_owned()),
+            pool_settings,
+            health_settings: settings.health.clone(),
             connector,
-            balancer: Balancer::new(settings.policy, preferred),
+            balancer: Balancer::new(settings.policy),
             budget: RetryBudget::new(&settings.retry),
             retry: settings.retry,
             retries: RetryCounts::default(),
@@ -234,26 +244,80 @@ impl Upstream {
             watch_resumes: AtomicU64::new(0),
         });
         tokio::spawn(sweep(Arc::downgrade(&upstream), settings.idle_timeout / 2));
-        for index in 0..upstream.endpoints.len() {
+        for endpoint in upstream.endpoints.load().iter() {
             tokio::spawn(check(
                 Arc::downgrade(&upstream),
-                index,
+                Arc::downgrade(endpoint),
                 settings.health.clone(),
             ));
         }
         Ok(upstream)
     }
 
-    /// The endpoints, in configured order.
-    pub fn endpoints(&self) -> impl Iterator<Item = &Endpoint> {
-        self.endpoints.iter().map(|e| e.pool.endpoint())
+    /// The endpoint URLs now, in order.
+    pub fn endpoint_urls(&self) -> Vec<String> {
+        self.endpoints
+            .load()
+            .iter()
+            .map(|e| e.url.to_string())
+            .collect()
     }
 
     /// The path of the server URLs (for `--append-server-path`), empty when none.
     pub fn base_path(&self) -> &str {
-        self.endpoints
-            .first()
-            .map_or("", |e| e.pool.endpoint().base_path())
+        &self.base_path
+    }
+
+    /// Replaces the set of endpoints (discovery, reload): endpoints that stay keep their
+    /// connections, health and load; new ones start healthy; removed ones finish what they
+    /// carry and are dropped. An empty list is refused: the set is never left empty.
+    pub fn set_servers(self: &Arc<Self>, urls: &[String]) -> Result<bool, UpstreamError> {
+        if urls.is_empty() {
+            return Err(UpstreamError::config("an empty set of apiservers"));
+        }
+        let parsed: Vec<Endpoint> = urls
+            .iter()
+            .map(|u| Endpoint::parse(u))
+            .collect::<Result<_, _>>()?;
+        if let Some(other) = parsed.iter().find(|e| e.base_path() != self.base_path) {
+            return Err(UpstreamError::config(format!(
+                "{} does not have the path of the other servers",
+                other.url()
+            )));
+        }
+        let current = self.endpoints.load_full();
+        if current.len() == parsed.len()
+            && current
+                .iter()
+                .zip(&parsed)
+                .all(|(c, p)| c.url.as_ref() == p.url())
+        {
+            return Ok(false);
+        }
+        let mut added = Vec::new();
+        let next: Vec<Arc<EndpointState>> = parsed
+            .into_iter()
+            .map(
+                |e| match current.iter().find(|c| c.url.as_ref() == e.url()) {
+                    Some(existing) => existing.clone(),
+                    None => {
+                        let state = new_state(e, self.pool_settings, &self.health_settings);
+                        added.push(state.clone());
+                        state
+                    }
+                },
+            )
+            .collect();
+        tracing::info!(servers = ?next.iter().map(|e| e.url.to_string()).collect::<Vec<_>>(), "apiserver set changed");
+        self.endpoints.store(Arc::new(next));
+        for endpoint in added {
+            tokio::spawn(check(
+                Arc::downgrade(self),
+                Arc::downgrade(&endpoint),
+                self.health_settings.clone(),
+            ));
+        }
+        Ok(true)
     }
 
     /// TLS handshakes made so far, across endpoints.
@@ -264,6 +328,7 @@ impl Upstream {
     /// Connections opened so far, across endpoints.
     pub fn connections_opened(&self) -> u64 {
         self.endpoints
+            .load()
             .iter()
             .map(|e| e.pool.connections_opened())
             .sum()
@@ -272,6 +337,7 @@ impl Upstream {
     /// Connections currently open or idle in the pools.
     pub fn open_connections(&self) -> usize {
         self.endpoints
+            .load()
             .iter()
             .map(|e| e.pool.open_connections())
             .sum()
@@ -285,9 +351,10 @@ impl Upstream {
     /// Every endpoint's state now.
     pub fn status(&self) -> Vec<EndpointStatus> {
         self.endpoints
+            .load()
             .iter()
             .map(|e| EndpointStatus {
-                url: e.pool.endpoint().url().to_owned(),
+                url: e.url.to_string(),
                 up: e.health.is_up(),
                 in_flight: e.load.in_flight(),
                 latency: e.load.latency(),
@@ -311,7 +378,7 @@ impl Upstream {
     pub fn reload_tls(&self, settings: &TlsSettings) -> Result<(), UpstreamError> {
         let config = client_config(settings)?;
         self.connector.replace_tls(config);
-        for endpoint in &self.endpoints {
+        for endpoint in self.endpoints.load().iter() {
             endpoint.pool.retire_connections();
         }
         tracing::info!("TLS material reloaded; new connections use it, old ones drain");
@@ -320,13 +387,17 @@ impl Upstream {
 
     /// Whether any endpoint is up.
     pub fn any_up(&self) -> bool {
-        self.endpoints.iter().any(|e| e.health.is_up())
+        self.endpoints.load().iter().any(|e| e.health.is_up())
     }
 
-    fn order(&self) -> Vec<usize> {
-        let up: Vec<bool> = self.endpoints.iter().map(|e| e.health.is_up()).collect();
-        let loads: Vec<Arc<Load>> = self.endpoints.iter().map(|e| e.load.clone()).collect();
-        self.balancer.order(&up, &loads)
+    fn order(&self, endpoints: &[Arc<EndpointState>]) -> Vec<usize> {
+        let up: Vec<bool> = endpoints.iter().map(|e| e.health.is_up()).collect();
+        let loads: Vec<Arc<Load>> = endpoints.iter().map(|e| e.load.clone()).collect();
+        let preferred = self
+            .preferred
+            .as_deref()
+            .and_then(|p| endpoints.iter().position(|e| e.url.as_ref() == p));
+        self.balancer.order(&up, &loads, preferred)
     }
 
     /// Health changes, newest first.
@@ -349,15 +420,14 @@ impl Upstream {
         self.watch_resumes.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn note_error(&self, index: usize, error: &UpstreamError) {
-        *self.endpoints[index]
+    fn note_error(&self, endpoint: &EndpointState, error: &UpstreamError) {
+        *endpoint
             .last_error
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), error.to_string()));
     }
 
-    fn record(&self, index: usize, signal: Signal) {
-        let endpoint = &self.endpoints[index];
+    fn record(&self, endpoint: &EndpointState, signal: Signal) {
         if let Some(state) = endpoint.health.record(signal) {
             let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
             changes.push_back(HealthChange {
@@ -421,7 +491,8 @@ impl Upstream {
         let watch = is_watch(&parts.uri);
         let replayable = retry::replayable(&parts.method, &parts.headers, body.is_end_stream());
         let mut body = Some(body);
-        let order = self.order();
+        let endpoints = self.endpoints.load_full();
+        let order = self.order(&endpoints);
         let mut budgeted = 0usize;
         let mut last_error: Option<UpstreamError> = None;
         let mut only_refusals = true;
@@ -433,7 +504,7 @@ impl Upstream {
                 // The body went with an attempt that may have been received: no replay.
                 None => break,
             };
-            let endpoint = &self.endpoints[index];
+            let endpoint = &endpoints[index];
             let mut load = endpoint.load.start();
             let is_last = attempt + 1 == order.len();
             match endpoint
@@ -448,7 +519,7 @@ impl Upstream {
                     load.headers_arrived();
                     let status = response.status();
                     self.record(
-                        index,
+                        endpoint,
                         if status.is_server_error() {
                             Signal::ServerError
                         } else {
@@ -479,7 +550,7 @@ impl Upstream {
                     }
                     if status.is_server_error() {
                         self.note_error(
-                            index,
+                            endpoint,
                             &UpstreamError::new(
                                 ErrorKind::Protocol,
                                 Sent::Maybe,
@@ -489,7 +560,7 @@ impl Upstream {
                     }
                     let mut response = response.map(|b| b.with_load(load));
                     response.extensions_mut().insert(Served {
-                        endpoint: index,
+                        endpoint: endpoint.url.clone(),
                         attempts: u32::try_from(attempt + 1).unwrap_or(u32::MAX),
                     });
                     return Ok(response);
@@ -502,8 +573,8 @@ impl Upstream {
                         }
                         _ => Signal::ServerError,
                     };
-                    self.record(index, signal);
-                    self.note_error(index, &error);
+                    self.record(endpoint, signal);
+                    self.note_error(endpoint, &error);
                     only_refusals &= error.kind() == ErrorKind::Connect;
                     if let Some(unsent) = unsent {
                         body = Some(unsent.into_body());
@@ -537,7 +608,7 @@ impl Upstream {
                 Sent::No,
                 format!(
                     "no apiserver is reachable ({} tried; last: {error})",
-                    self.endpoints.len()
+                    self.endpoints.load().len()
                 ),
             ),
             Some(error) => error,
@@ -559,8 +630,10 @@ impl Upstream {
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let mut last_error = None;
         let mut only_refusals = true;
-        for index in self.order() {
-            let endpoint = self.endpoints[index].pool.endpoint();
+        let endpoints = self.endpoints.load_full();
+        for index in self.order(&endpoints) {
+            let state = &endpoints[index];
+            let endpoint = state.pool.endpoint();
             let mut sender = match self.connector.connect(endpoint, true).await {
                 Ok(Connection::H1(sender)) => sender,
                 Ok(Connection::H2(..)) => {
@@ -572,15 +645,15 @@ impl Upstream {
                     .at(endpoint.url()));
                 }
                 Err(error) => {
-                    self.record(index, Signal::ConnectFailed);
-                    self.note_error(index, &error);
+                    self.record(state, Signal::ConnectFailed);
+                    self.note_error(state, &error);
                     only_refusals &= error.kind() == ErrorKind::Connect;
                     tracing::warn!(%error, "apiserver connection for an upgrade failed");
                     last_error = Some(error);
                     continue;
                 }
             };
-            self.endpoints[index].pool.note_upgrade_connection();
+            state.pool.note_upgrade_connection();
             let mut request = request;
             request
                 .headers_mut()
@@ -592,7 +665,7 @@ impl Upstream {
                     let mut response =
                         response.map(|b| ResponseBody::pooled(PooledBody::unpooled(b)));
                     response.extensions_mut().insert(Served {
-                        endpoint: index,
+                        endpoint: state.url.clone(),
                         attempts: 1,
                     });
                     response
@@ -613,7 +686,7 @@ async fn sweep(upstream: Weak<Upstream>, every: Duration) {
         let Some(upstream) = upstream.upgrade() else {
             return;
         };
-        for state in &upstream.endpoints {
+        for state in upstream.endpoints.load().iter() {
             state.pool.sweep();
         }
     }
@@ -632,14 +705,37 @@ fn jittered(interval: Duration) -> Duration {
     interval - tenth + Duration::from_nanos(nanos % spread)
 }
 
-/// Probes one endpoint's `/readyz` forever (until the upstream is dropped).
-async fn check(upstream: Weak<Upstream>, index: usize, settings: HealthSettings) {
+/// Builds the state of a new endpoint.
+fn new_state(
+    endpoint: Endpoint,
+    (max_streams, idle_timeout): (usize, Duration),
+    health: &HealthSettings,
+) -> Arc<EndpointState> {
+    Arc::new(EndpointState {
+        url: Arc::from(endpoint.url()),
+        pool: Arc::new(EndpointPool::new(endpoint, max_streams, idle_timeout)),
+        health: Health::new(health.clone()),
+        load: Arc::new(Load::default()),
+        last_error: std::sync::Mutex::new(None),
+    })
+}
+
+/// Probes one endpoint's `/readyz` until it leaves the set or the upstream is dropped.
+async fn check(upstream: Weak<Upstream>, endpoint: Weak<EndpointState>, settings: HealthSettings) {
     loop {
         tokio::time::sleep(jittered(settings.interval)).await;
-        let Some(upstream) = upstream.upgrade() else {
+        let (Some(upstream), Some(endpoint)) = (upstream.upgrade(), endpoint.upgrade()) else {
             return;
         };
-        let endpoint = &upstream.endpoints[index];
+        // An endpoint removed from the set is no longer checked.
+        if !upstream
+            .endpoints
+            .load()
+            .iter()
+            .any(|e| Arc::ptr_eq(e, &endpoint))
+        {
+            return;
+        }
         let mut request = Request::get("/readyz")
             .body(empty_body())
             .unwrap_or_else(|_| Request::new(empty_body()));
@@ -673,10 +769,10 @@ async fn check(upstream: Weak<Upstream>, index: usize, settings: HealthSettings)
         let passed = failure.is_none();
         if let Some(error) = failure {
             tracing::debug!(%error, "health check failed");
-            upstream.note_error(index, &error);
+            upstream.note_error(&endpoint, &error);
         }
         upstream.record(
-            index,
+            &endpoint,
             if passed {
                 Signal::CheckPassed
             } else {

@@ -189,7 +189,7 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         ));
     }
     let tunnels = Tunnels::new(config.listen.tunnel_idle_timeout.get());
-    let servers: Vec<String> = upstream.endpoints().map(|e| e.url().to_owned()).collect();
+    let servers: Vec<String> = upstream.endpoint_urls();
     let metrics = Arc::new(Metrics::new(&servers, env!("CARGO_PKG_VERSION")));
     let forwarder = Forwarder::new(
         upstream.clone(),
