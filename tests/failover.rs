@@ -23,13 +23,27 @@ struct Trio {
 
 impl Trio {
     async fn start(options: impl Fn(usize) -> FakeOptions) -> Self {
+        Self::start_with_port(options, false).await
+    }
+
+    /// Like a real control plane: every apiserver listens on the same port.
+    async fn start_on_one_port() -> Self {
+        Self::start_with_port(|_| FakeOptions::default(), true).await
+    }
+
+    async fn start_with_port(options: impl Fn(usize) -> FakeOptions, one_port: bool) -> Self {
         let pki = Arc::new(TestPki::new("trio").expect("pki"));
         let store = Arc::new(Store::new());
         store.add_pod("default", "alpha").expect("pod");
-        let mut servers = Vec::new();
+        let mut servers: Vec<FakeApiServer> = Vec::new();
         for n in 0..3 {
+            let port = match servers.first() {
+                Some(first) if one_port => first.addr().port(),
+                _ => 0,
+            };
             let server = FakeApiServer::start(FakeOptions {
                 ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n as u8 + 1)),
+                port,
                 tokens: vec![TOKEN.into()],
                 pki: Some(pki.clone()),
                 store: Some(store.clone()),
@@ -725,4 +739,86 @@ fn wait_for(lines: &Arc<std::sync::Mutex<Vec<String>>>, needle: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_follows_the_kubernetes_endpoint_slices() {
+    let trio = Trio::start_on_one_port().await;
+    let port = trio.servers[0].addr().port();
+    let store = trio.servers[0].store().clone();
+    let kprox = Kprox::start(&[
+        "--kubeconfig",
+        &trio.kubeconfig,
+        "--server",
+        &trio.servers[0].url(),
+        "--discover",
+    ]);
+    let status_urls = || {
+        let out = support::run("curl", &["-sS", &format!("{}/status", kprox.admin_url())]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status["endpoints"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["url"].as_str().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let wait_for = |expected: Vec<String>| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let urls = status_urls();
+            if urls == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "endpoints {urls:?}, expected {expected:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let url = |n: u8| format!("https://127.0.0.{n}:{port}");
+    // No slice yet: the seed stays.
+    wait_for(vec![url(1)]);
+    let slice = |addresses: &[&str]| {
+        serde_json::json!({
+            "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4",
+            "endpoints": addresses.iter().map(|a| serde_json::json!({"addresses": [a], "conditions": {"ready": true}})).collect::<Vec<_>>(),
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        })
+    };
+    store
+        .create(
+            kprox_testkit::Resource::EndpointSlices,
+            "default",
+            slice(&["127.0.0.1", "127.0.0.2", "127.0.0.3"]),
+        )
+        .expect("slice");
+    wait_for(vec![url(1), url(2), url(3)]);
+    // The seed apiserver dies; the discovered ones carry the traffic.
+    trio.servers[0].set_behaviour(Behaviour::Refuse).await;
+    let client = client();
+    for _ in 0..20 {
+        let request = http::Request::get(kprox.url("/api/v1/namespaces/default/pods"))
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        assert_eq!(
+            client.request(request).await.expect("response").status(),
+            200
+        );
+    }
+    // The control plane shrinks.
+    store
+        .update(
+            kprox_testkit::Resource::EndpointSlices,
+            "default",
+            "kubernetes",
+            slice(&["127.0.0.2"]),
+        )
+        .expect("update");
+    wait_for(vec![url(2)]);
 }

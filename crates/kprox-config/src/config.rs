@@ -190,6 +190,9 @@ pub struct UpstreamConfig {
     /// Resume a JSON watch on another apiserver from its last resourceVersion when its stream
     /// breaks, within the same client response. Default true.
     pub watch_resume: bool,
+    /// Follow the `default/kubernetes` EndpointSlices (through kprox's own credentials) and
+    /// use the apiservers they list, seeded from `servers`. Default false.
+    pub discover: bool,
 }
 
 /// Logging.

@@ -182,6 +182,8 @@ pub struct RawUpstream {
     pub max_attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watch_resume: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discover: Option<bool>,
 }
 
 /// `[log]`: level filter and output format.

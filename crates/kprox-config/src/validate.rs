@@ -404,6 +404,7 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             DEFAULT_MAX_ATTEMPTS,
         )?,
         watch_resume: up.watch_resume.unwrap_or(true),
+        discover: up.discover.unwrap_or(false),
     };
 
     let log = raw.log.clone().unwrap_or_default();

@@ -152,10 +152,12 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
         }
         (&Method::GET, None) => {
             let (items, rv) = ctx.store.list(target.resource, &target.namespace);
+            let selector = LabelSelector::from_query(&query);
+            let items: Vec<Value> = items.into_iter().filter(|o| selector.matches(o)).collect();
             let value = if table::wants_table(&accept) {
                 table::table(target.resource, &items, rv)
             } else {
-                json!({"kind": format!("{}List", target.resource.kind()), "apiVersion": "v1",
+                json!({"kind": format!("{}List", target.resource.kind()), "apiVersion": target.resource.api_version(),
                        "metadata": {"resourceVersion": rv.to_string()}, "items": items})
             };
             return list_response(value, ctx.cut_bodies);
@@ -219,10 +221,25 @@ struct Target {
 
 impl Target {
     fn parse(path: &str) -> Option<Self> {
+        if let Some(rest) = path.strip_prefix("/apis/discovery.k8s.io/v1/") {
+            let parts: Vec<&str> = rest.split('/').collect();
+            let (namespace, name) = match parts.as_slice() {
+                ["endpointslices"] => ("", None),
+                ["namespaces", ns, "endpointslices"] => (*ns, None),
+                ["namespaces", ns, "endpointslices", name] => (*ns, Some(*name)),
+                _ => return None,
+            };
+            return Some(Self {
+                resource: Resource::EndpointSlices,
+                namespace: namespace.to_owned(),
+                name: name.map(str::to_owned),
+            });
+        }
         let rest = path.strip_prefix("/api/v1/")?;
         let parts: Vec<&str> = rest.split('/').collect();
         let target = |resource: &str, namespace: &str, name: Option<&str>| {
-            let resource = Resource::from_plural(resource)?;
+            let resource =
+                Resource::from_plural(resource).filter(|r| *r != Resource::EndpointSlices)?;
             if resource.namespaced() == namespace.is_empty() && name.is_some() {
                 return None;
             }
@@ -242,6 +259,43 @@ impl Target {
             [resource] => target(resource, "", None),
             _ => None,
         }
+    }
+}
+
+/// An equality label selector (`app=web,tier=front`); empty matches everything.
+#[derive(Clone, Debug, Default)]
+struct LabelSelector(Vec<(String, String)>);
+
+impl LabelSelector {
+    fn from_query(query: &str) -> Self {
+        let Some(raw) = query_value(query, "labelSelector") else {
+            return Self::default();
+        };
+        let decoded = raw
+            .replace("%3D", "=")
+            .replace("%3d", "=")
+            .replace("%2F", "/")
+            .replace("%2f", "/")
+            .replace("%2C", ",")
+            .replace("%2c", ",");
+        Self(
+            decoded
+                .split(',')
+                .filter_map(|term| term.split_once('='))
+                .map(|(k, v)| {
+                    (
+                        k.trim_end_matches('=').to_owned(),
+                        v.trim_start_matches('=').to_owned(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn matches(&self, object: &Value) -> bool {
+        self.0
+            .iter()
+            .all(|(k, v)| object["metadata"]["labels"][k].as_str() == Some(v))
     }
 }
 
@@ -380,6 +434,7 @@ fn watch(ctx: &RouteContext, target: &Target, query: &str, as_table: bool) -> Re
     let store = ctx.store.clone();
     let resource = target.resource;
     let namespace = target.namespace.clone();
+    let selector = LabelSelector::from_query(query);
     let since: Option<u64> = query_value(query, "resourceVersion")
         .filter(|v| !v.is_empty() && *v != "0")
         .and_then(|v| v.parse().ok());
@@ -392,6 +447,7 @@ fn watch(ctx: &RouteContext, target: &Target, query: &str, as_table: bool) -> Re
         Some(rv) => (Vec::new(), rv),
         None => {
             let (items, rv) = store.list(resource, &namespace);
+            let items: Vec<Value> = items.into_iter().filter(|o| selector.matches(o)).collect();
             let events = items
                 .into_iter()
                 .map(|object| Event {
@@ -449,7 +505,7 @@ fn watch(ctx: &RouteContext, target: &Target, query: &str, as_table: bool) -> Re
                         received = next => match received {
                             None => return, // timeoutSeconds reached: end cleanly
                             Some(Ok(event)) => {
-                                if event.resource_version > last && matches(&event, resource, &namespace) {
+                                if event.resource_version > last && matches(&event, resource, &namespace) && selector.matches(&event.object) {
                                     last = event.resource_version;
                                     if tx.send(Ok(encode(&event))).await.is_err() {
                                         return;

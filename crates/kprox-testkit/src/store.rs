@@ -14,6 +14,8 @@ pub enum Resource {
     Pods,
     ConfigMaps,
     Namespaces,
+    /// `discovery.k8s.io/v1` EndpointSlices (kprox discovers apiservers from them).
+    EndpointSlices,
 }
 
 impl Resource {
@@ -23,6 +25,7 @@ impl Resource {
             "pods" => Some(Self::Pods),
             "configmaps" => Some(Self::ConfigMaps),
             "namespaces" => Some(Self::Namespaces),
+            "endpointslices" => Some(Self::EndpointSlices),
             _ => None,
         }
     }
@@ -33,6 +36,15 @@ impl Resource {
             Self::Pods => "Pod",
             Self::ConfigMaps => "ConfigMap",
             Self::Namespaces => "Namespace",
+            Self::EndpointSlices => "EndpointSlice",
+        }
+    }
+
+    /// The group/version objects carry.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::EndpointSlices => "discovery.k8s.io/v1",
+            _ => "v1",
         }
     }
 
@@ -186,7 +198,7 @@ impl Store {
         let uid = state.next_uid;
         state.next_uid += 1;
         object["kind"] = json!(resource.kind());
-        object["apiVersion"] = json!("v1");
+        object["apiVersion"] = json!(resource.api_version());
         let meta = &mut object["metadata"];
         if resource.namespaced() {
             meta["namespace"] = json!(namespace);
@@ -225,7 +237,7 @@ impl Store {
         state.resource_version += 1;
         let rv = state.resource_version;
         object["kind"] = json!(resource.kind());
-        object["apiVersion"] = json!("v1");
+        object["apiVersion"] = json!(resource.api_version());
         for field in ["uid", "creationTimestamp", "namespace"] {
             if let Some(value) = old["metadata"].get(field) {
                 object["metadata"][field] = value.clone();
@@ -341,6 +353,7 @@ fn describe(resource: Resource, name: &str) -> String {
         Resource::Pods => "pods",
         Resource::ConfigMaps => "configmaps",
         Resource::Namespaces => "namespaces",
+        Resource::EndpointSlices => "endpointslices",
     };
     format!("{plural} \"{name}\"")
 }

@@ -37,6 +37,11 @@ fn columns(resource: Resource) -> &'static [(&'static str, &'static str)] {
         ],
         Resource::ConfigMaps => &[("Name", "string"), ("Data", "integer"), ("Age", "string")],
         Resource::Namespaces => &[("Name", "string"), ("Status", "string"), ("Age", "string")],
+        Resource::EndpointSlices => &[
+            ("Name", "string"),
+            ("AddressType", "string"),
+            ("Age", "string"),
+        ],
     }
 }
 
@@ -55,6 +60,7 @@ fn row(resource: Resource, object: &Value) -> Value {
             json!([name, data, age])
         }
         Resource::Namespaces => json!([name, object["status"]["phase"].clone(), age]),
+        Resource::EndpointSlices => json!([name, object["addressType"].clone(), age]),
     };
     json!({
         "cells": cells,

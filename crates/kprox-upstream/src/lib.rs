@@ -8,6 +8,7 @@
 mod balancer;
 mod body;
 mod connect;
+mod discovery;
 mod endpoint;
 mod error;
 mod health;

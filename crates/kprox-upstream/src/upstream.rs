@@ -51,6 +51,8 @@ pub struct UpstreamSettings {
     pub authorize: Authorize,
     /// Resume JSON watches on another apiserver when their stream breaks.
     pub watch_resume: bool,
+    /// Follow the `kubernetes` service's EndpointSlices to find the apiservers.
+    pub discover: bool,
 }
 
 impl std::fmt::Debug for UpstreamSettings {
@@ -134,7 +136,7 @@ pub struct Upstream {
     retry: RetrySettings,
     budget: RetryBudget,
     retries: RetryCounts,
-    authorize: Authorize,
+    pub(crate) authorize: Authorize,
     watch_resume: bool,
     changes: std::sync::Mutex<std::collections::VecDeque<HealthChange>>,
     watch_resumes: AtomicU64,
@@ -244,6 +246,9 @@ impl Upstream {
             watch_resumes: AtomicU64::new(0),
         });
         tokio::spawn(sweep(Arc::downgrade(&upstream), settings.idle_timeout / 2));
+        if settings.discover {
+            tokio::spawn(crate::discovery::follow(Arc::downgrade(&upstream)));
+        }
         for endpoint in upstream.endpoints.load().iter() {
             tokio::spawn(check(
                 Arc::downgrade(&upstream),

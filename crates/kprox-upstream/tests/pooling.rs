@@ -55,6 +55,7 @@ fn settings(servers: Vec<String>, pki: &TestPki) -> UpstreamSettings {
             );
         }),
         watch_resume: true,
+        discover: false,
     }
 }
 

@@ -148,6 +148,9 @@ pub struct ProxyFlags {
     #[arg(short = 's', long, global = true)]
     pub server: Vec<String>,
 
+    /// Follow the apiservers listed by the kubernetes service's EndpointSlices.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub discover: Option<bool>,
     /// Log filter, like RUST_LOG (`info`, `debug`, `kprox=debug,info`). [default: info]
     #[arg(long = "log-level", global = true)]
     pub log_level: Option<String>,
@@ -223,6 +226,7 @@ impl ProxyFlags {
         };
         let upstream = RawUpstream {
             servers: (!self.server.is_empty()).then(|| self.server.clone()),
+            discover: self.discover,
             ..Default::default()
         };
         let log = RawLog {

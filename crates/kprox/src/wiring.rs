@@ -124,6 +124,7 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
             Arc::new(move |headers: &mut http::HeaderMap| credentials.apply(headers))
         },
         watch_resume: upstream_config.watch_resume,
+        discover: upstream_config.discover,
     })
     .context("setting up the upstream")?;
 
