@@ -533,3 +533,85 @@ async fn keepalive_turns_on_tcp_keepalive_for_client_connections() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_requests_refuses_new_ones_ends_watches_and_exits_zero() {
+    let cluster = Cluster::start().await;
+    let config = cluster.dir.path().join("grace.toml");
+    std::fs::write(&config, "[listen]\nshutdown_grace = \"2s\"\n").expect("write");
+    let mut kprox = Kprox::start(&[
+        "--kubeconfig",
+        &cluster.kubeconfig_arg(),
+        "--config",
+        &config.display().to_string(),
+    ]);
+    let admin = kprox.admin_url();
+    // A watch, and a request the apiserver is slow to answer, both in flight at SIGTERM.
+    let watch_url = kprox.url("/api/v1/namespaces/default/pods?watch=1");
+    let watch =
+        std::thread::spawn(move || run("curl", &["-sS", "-N", "--max-time", "20", &watch_url]));
+    cluster
+        .server
+        .set_behaviour(kprox_testkit::Behaviour::Slow(
+            std::time::Duration::from_millis(1200),
+        ))
+        .await;
+    let slow_url = kprox.url("/api/v1/namespaces/default/pods/alpha");
+    let slow = std::thread::spawn(move || {
+        run(
+            "curl",
+            &["-sS", "-o", "/dev/null", "-w", "%{http_code}", &slow_url],
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let signalled = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &kprox.pid().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let ready = run(
+        "curl",
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{admin}/readyz"),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ready.stdout),
+        "503",
+        "/readyz during shutdown"
+    );
+    let refused = std::net::TcpStream::connect(&kprox.address);
+    assert!(
+        refused.is_err(),
+        "a new connection was accepted after SIGTERM"
+    );
+    let slow = slow.join().expect("slow request");
+    assert_eq!(
+        String::from_utf8_lossy(&slow.stdout),
+        "200",
+        "the request in flight was not completed"
+    );
+    let watch = watch.join().expect("watch");
+    assert!(
+        watch.status.success(),
+        "the watch did not end cleanly: {}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    assert!(String::from_utf8_lossy(&watch.stdout).contains("\"alpha\""));
+    let exit = kprox.child.wait().expect("wait");
+    assert!(exit.success(), "exit status {exit}");
+    let took = signalled.elapsed();
+    assert!(
+        took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(8),
+        "shutdown took {took:?}"
+    );
+}

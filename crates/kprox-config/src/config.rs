@@ -67,6 +67,10 @@ pub struct ListenConfig {
     /// Client connections served at once; more are answered `503` with `Retry-After` and
     /// closed. Default 1000 (below the usual 1024 open-file limit).
     pub max_connections: u32,
+    /// On SIGTERM/SIGINT: new connections are refused at once, requests in flight get this
+    /// long to finish, then watch streams end cleanly and tunnels close. Default 25 s (inside a
+    /// pod's 30 s termination grace period).
+    pub shutdown_grace: GoDuration,
 }
 
 /// Which requests are accepted. Regexes are validated here and compiled by the listener.

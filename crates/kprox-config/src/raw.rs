@@ -71,6 +71,8 @@ pub struct RawListen {
     pub client_token_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<GoDuration>,
 }
 
 /// `[filter]`: kubectl proxy's request filter flags, plus client credential handling.

@@ -39,6 +39,8 @@ pub const DEFAULT_RELOAD_INTERVAL: GoDuration = GoDuration::from_secs(10);
 pub const DEFAULT_SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// Longest an exec credential plugin may run.
 pub const DEFAULT_EXEC_TIMEOUT: GoDuration = GoDuration::from_secs(30);
+/// Time requests in flight get at shutdown (a pod's default grace period is 30 s).
+pub const DEFAULT_SHUTDOWN_GRACE: GoDuration = GoDuration::from_secs(25);
 /// Client connections at once.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
 /// The kubelet's default `--streaming-connection-idle-timeout`.
@@ -170,6 +172,7 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         tls_key_file,
         client_ca_file,
         client_token_file,
+        shutdown_grace: listen.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         max_connections: match listen.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) {
             0 => {
                 return Err(err(

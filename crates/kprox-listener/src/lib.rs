@@ -9,6 +9,7 @@
 
 mod body;
 mod client_auth;
+mod drain;
 pub mod filter;
 mod forward;
 pub mod hop_by_hop;
@@ -24,6 +25,7 @@ mod www;
 
 pub use body::{BoxError, ProxyBody, full};
 pub use client_auth::ClientToken;
+pub use drain::Drain;
 pub use filter::Filter;
 pub use forward::{ForwardSettings, Forwarder};
 pub use pipeline::Pipeline;

@@ -27,6 +27,8 @@ pub enum Finish {
 /// Wraps a response body to count its bytes and record its end.
 pub struct Observed {
     inner: ProxyBody,
+    /// For watches: resolves when kprox shuts down, ending the stream cleanly.
+    ended: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
     metrics: Arc<Metrics>,
     started: Instant,
     finish: Finish,
@@ -48,9 +50,12 @@ impl Observed {
         metrics: Arc<Metrics>,
         started: Instant,
         finish: Finish,
+        drain: &crate::Drain,
     ) -> ProxyBody {
+        let ended = (finish == Finish::Watch).then(|| drain.ended());
         Self {
             inner,
+            ended,
             metrics,
             started,
             finish,
@@ -90,6 +95,13 @@ impl Body for Observed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // Shutting down: a watch ends here, between events, as a clean end of body.
+        if let Some(ended) = self.ended.as_mut()
+            && ended.as_mut().poll(cx).is_ready()
+        {
+            self.complete();
+            return Poll::Ready(None);
+        }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

@@ -41,6 +41,7 @@ pub struct Pipeline {
     forwarder: Forwarder,
     metrics: Arc<Metrics>,
     access_log: bool,
+    drain: Arc<crate::Drain>,
 }
 
 /// Request kinds, as metrics index them.
@@ -79,6 +80,7 @@ impl Pipeline {
             forwarder,
             metrics,
             access_log: false,
+            drain: Arc::new(crate::Drain::default()),
         }
     }
 
@@ -92,6 +94,12 @@ impl Pipeline {
     /// apiserver, duration to the response start, attempts. Never headers or bodies.
     pub fn with_access_log(mut self, enabled: bool) -> Self {
         self.access_log = enabled;
+        self
+    }
+
+    /// Ends this pipeline's watches when `drain` says so (graceful shutdown).
+    pub fn with_drain(mut self, drain: Arc<crate::Drain>) -> Self {
+        self.drain = drain;
         self
     }
 
@@ -240,6 +248,7 @@ impl Handler for Pipeline {
             }
             _ => Finish::Plain,
         };
-        response.map(|body| Observed::wrap(body, self.metrics.clone(), started, finish))
+        response
+            .map(|body| Observed::wrap(body, self.metrics.clone(), started, finish, &self.drain))
     }
 }

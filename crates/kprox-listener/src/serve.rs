@@ -61,6 +61,10 @@ pub struct ServeSettings {
     pub metrics: Option<Arc<kprox_telemetry::Metrics>>,
     /// Connections served at once; more are answered 503 and closed.
     pub max_connections: usize,
+    /// After shutdown starts, how long requests in flight may take before streams are ended.
+    pub grace: Duration,
+    /// Ends watch streams when the grace period is over.
+    pub drain: Arc<crate::Drain>,
 }
 
 /// Counts a client connection as open while it lives.
@@ -183,9 +187,32 @@ pub async fn serve<H: Handler>(
             )),
         };
     }
+    // Stop accepting: new connections are refused from here on.
     drop(listener);
+    // Idle keep-alive connections close now; busy ones after their current exchange.
     stopping.send_replace(true);
-    while connections.join_next().await.is_some() {}
+    let all_done = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(settings.grace, all_done)
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            open = connections.len(),
+            "grace period over: ending watch streams"
+        );
+        settings.drain.end_streams();
+        let rest = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(5), rest)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = connections.len(),
+                "closing connections that did not finish"
+            );
+            connections.abort_all();
+        }
+    }
 }
 
 /// Drives one connection; on shutdown, asks hyper to finish the current exchange and close.

@@ -193,6 +193,7 @@ impl ProxyFlags {
             client_ca_file: self.client_ca_file.clone(),
             client_token_file: self.client_token_file.clone(),
             max_connections: self.max_connections,
+            shutdown_grace: None,
         };
         let filter = RawFilter {
             accept_hosts: regex_list(&self.accept_hosts),

@@ -57,8 +57,11 @@ pub async fn serve_then(
         ),
         None => None,
     };
-    // One signal stops both listeners.
+    let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // One signal stops both listeners; the admin listener keeps answering (503 on /readyz)
+    // until the proxy has drained.
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
     let when_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
@@ -71,20 +74,25 @@ pub async fn serve_then(
             tunnels: stack.tunnels.clone(),
             listening_on: listener.describe(),
             started: std::time::Instant::now(),
+            shutting_down: shutting_down.clone(),
         });
         tokio::spawn(kprox_telemetry::admin::serve(
             admin,
             stack.metrics.clone(),
             source,
-            when_stopped(stopped.clone()),
+            when_stopped(admin_stopped),
         ));
         // On stderr, so stdout keeps kubectl proxy's single startup line.
         eprintln!("Admin listener on http://{address} (status page, /metrics, /livez, /readyz)");
     }
-    tokio::spawn(async move {
-        shutdown.await;
-        stop.send_replace(true);
-    });
+    {
+        let shutting_down = shutting_down.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            shutting_down.store(true, std::sync::atomic::Ordering::Relaxed);
+            stop.send_replace(true);
+        });
+    }
     // kubectl proxy's exact line; scripts parse it to learn the port.
     let mut stdout = std::io::stdout();
     writeln!(stdout, "Starting to serve on {}", listener.describe())?;
@@ -99,6 +107,7 @@ pub async fn serve_then(
     )
     .await;
     stack.pipeline.forwarder().tunnels().close_all();
+    stop_admin.send_replace(true);
     if let Some(path) = &config.listen.unix_socket {
         let _ = std::fs::remove_file(path);
     }

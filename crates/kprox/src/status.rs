@@ -19,6 +19,8 @@ pub struct LiveStatus {
     pub tunnels: Arc<Tunnels>,
     pub listening_on: String,
     pub started: Instant,
+    /// Set when shutdown starts: kprox is no longer ready.
+    pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StatusSource for LiveStatus {
@@ -111,6 +113,12 @@ impl StatusSource for LiveStatus {
     }
 
     fn ready(&self) -> Result<(), String> {
+        if self
+            .shutting_down
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Err("shutting down".to_owned());
+        }
         if !self.upstream.any_up() {
             return Err("no apiserver is in rotation".to_owned());
         }

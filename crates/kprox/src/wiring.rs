@@ -199,6 +199,7 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         tunnels.clone(),
         metrics.request_bytes().clone(),
     );
+    let drain = Arc::new(kprox_listener::Drain::default());
     let mut pipeline = Pipeline::new(
         filter,
         config.listen.api_prefix.clone(),
@@ -206,7 +207,8 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         forwarder,
         metrics.clone(),
     )
-    .with_access_log(config.log.access);
+    .with_access_log(config.log.access)
+    .with_drain(drain.clone());
     let mut client_token = None;
     if let Some(path) = &config.listen.client_token_file {
         let expected = Credentials::start(&CredentialSpec::TokenFile(path.clone()))
@@ -229,6 +231,8 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         tls,
         metrics: Some(metrics.clone()),
         max_connections: usize::try_from(config.listen.max_connections).unwrap_or(usize::MAX),
+        grace: config.listen.shutdown_grace.get(),
+        drain: drain.clone(),
     };
     Ok(Stack {
         pipeline,
