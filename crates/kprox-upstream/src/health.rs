@@ -78,6 +78,7 @@ pub struct Health {
     up: AtomicBool,
     /// Ejections ever (never forgiven), for metrics.
     ejections_total: std::sync::atomic::AtomicU64,
+    passed: std::sync::atomic::AtomicU64,
     machine: Mutex<Machine>,
     settings: HealthSettings,
 }
@@ -89,6 +90,7 @@ impl Health {
         Self {
             up: AtomicBool::new(true),
             ejections_total: std::sync::atomic::AtomicU64::new(0),
+            passed: std::sync::atomic::AtomicU64::new(0),
             machine: Mutex::new(Machine {
                 state: State::Up,
                 consecutive_failures: 0,
@@ -105,6 +107,11 @@ impl Health {
     /// Whether the endpoint should get traffic.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Active checks passed since start.
+    pub fn passed_checks(&self) -> u64 {
+        self.passed.load(Ordering::Relaxed)
     }
 
     /// Times taken out since start.
@@ -124,6 +131,9 @@ impl Health {
 
     /// Applies a signal; returns the new state when it changed.
     pub fn record(&self, signal: Signal) -> Option<State> {
+        if signal == Signal::CheckPassed {
+            self.passed.fetch_add(1, Ordering::Relaxed);
+        }
         let now = Instant::now();
         let mut m = self.lock();
         let before = m.state;

@@ -390,6 +390,14 @@ impl Upstream {
         Ok(())
     }
 
+    /// Whether any apiserver has answered kprox yet (a health check or a request).
+    pub fn heard_from_an_apiserver(&self) -> bool {
+        self.endpoints
+            .load()
+            .iter()
+            .any(|e| e.load.requests() > 0 && e.health.is_up() || e.health.passed_checks() > 0)
+    }
+
     /// Whether any endpoint is up.
     pub fn any_up(&self) -> bool {
         self.endpoints.load().iter().any(|e| e.health.is_up())

@@ -10,6 +10,7 @@ mod demo;
 mod reload;
 mod run;
 mod status;
+mod systemd;
 mod unix_socket;
 mod wiring;
 

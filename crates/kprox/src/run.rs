@@ -89,6 +89,7 @@ pub async fn serve_then(
         let shutting_down = shutting_down.clone();
         tokio::spawn(async move {
             shutdown.await;
+            crate::systemd::stopping();
             shutting_down.store(true, std::sync::atomic::Ordering::Relaxed);
             stop.send_replace(true);
         });
@@ -98,6 +99,20 @@ pub async fn serve_then(
     writeln!(stdout, "Starting to serve on {}", listener.describe())?;
     stdout.flush()?;
     on_serving(&listener.describe());
+    // Ready for systemd once kprox has heard from an apiserver (or given up waiting for one:
+    // a desktop session must not hang on an unreachable cluster).
+    {
+        let upstream = stack.upstream.clone();
+        let address = listener.describe();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !upstream.heard_from_an_apiserver() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            crate::systemd::ready(&format!("serving on {address}"));
+        });
+        crate::systemd::start_watchdog();
+    }
     tracing::info!(address = %listener.describe(), "serving");
     kprox_listener::serve(
         listener,

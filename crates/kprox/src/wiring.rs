@@ -247,6 +247,11 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
 
 /// Binds the configured TCP address or unix socket.
 pub async fn bind(config: &Config) -> anyhow::Result<Listener> {
+    // Socket activation: systemd already bound the address (no port race at login).
+    if let Some(listener) = crate::systemd::activated_listener()? {
+        tracing::info!(address = %listener.describe(), "serving on the socket systemd passed");
+        return Ok(listener);
+    }
     if let Some(path) = &config.listen.unix_socket {
         return crate::unix_socket::bind(path).await;
     }
