@@ -144,8 +144,12 @@ pub struct KubeconfigConfig {
     /// `KUBERNETES_SERVICE_HOST` is set. Default `/var/run/secrets/kubernetes.io/serviceaccount`.
     #[serde(serialize_with = "crate::validate::path_buf")]
     pub service_account_dir: PathBuf,
-    /// How often CA and client certificate files are checked for changes. Default 10 s.
+    /// How often the config file, kubeconfig, CA and client certificate files are checked for
+    /// changes. Default 10 s.
     pub reload_interval: GoDuration,
+    /// Follow the kubeconfig's current-context when it changes. Default false: the context kprox
+    /// started with stays selected.
+    pub follow_context: bool,
 }
 
 /// The apiservers and the connections kprox keeps to them.

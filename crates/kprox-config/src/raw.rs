@@ -138,6 +138,8 @@ pub struct RawKubeconfig {
     pub service_account_dir: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reload_interval: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follow_context: Option<bool>,
 }
 
 /// `[upstream]`: the apiservers and the connections to them.

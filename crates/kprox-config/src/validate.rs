@@ -269,6 +269,7 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             kube.reload_interval,
             DEFAULT_RELOAD_INTERVAL,
         )?,
+        follow_context: kube.follow_context.unwrap_or(false),
     };
 
     let up = raw.upstream.clone().unwrap_or_default();

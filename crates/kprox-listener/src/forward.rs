@@ -33,7 +33,8 @@ pub struct ForwardSettings {
 #[derive(Clone, Debug)]
 pub struct Forwarder {
     upstream: Arc<Upstream>,
-    credentials: Credentials,
+    /// Replaced as a whole on a live reload.
+    credentials: Arc<arc_swap::ArcSwap<Credentials>>,
     settings: Arc<ForwardSettings>,
     tunnels: Arc<Tunnels>,
     /// Request body bytes from clients (a cheap clone of the metric's handle).
@@ -44,7 +45,7 @@ impl Forwarder {
     /// A forwarder over `upstream` using `credentials`; upgraded connections join `tunnels`.
     pub fn new(
         upstream: Arc<Upstream>,
-        credentials: Credentials,
+        credentials: Arc<arc_swap::ArcSwap<Credentials>>,
         settings: ForwardSettings,
         tunnels: Arc<Tunnels>,
         request_bytes: kprox_telemetry::IntCounter,
@@ -71,6 +72,16 @@ impl Forwarder {
         .boxed()
     }
 
+    /// The credentials in force (replaced by a live reload).
+    fn credentials(&self) -> Arc<Credentials> {
+        self.credentials.load_full()
+    }
+
+    /// The handle a live reload swaps credentials through.
+    pub fn credentials_handle(&self) -> Arc<arc_swap::ArcSwap<Credentials>> {
+        self.credentials.clone()
+    }
+
     /// The tunnels opened by upgrades.
     pub fn tunnels(&self) -> &Arc<Tunnels> {
         &self.tunnels
@@ -82,7 +93,7 @@ impl Forwarder {
     fn prepare(&self, headers: &mut HeaderMap, client: Option<IpAddr>) {
         self.prepare_without_credentials(headers, client);
         if !(self.settings.pass_client_credentials && headers.contains_key(header::AUTHORIZATION)) {
-            self.credentials.apply(headers);
+            self.credentials().apply(headers);
         }
     }
 
@@ -134,9 +145,9 @@ impl Forwarder {
         parts.version = http::Version::HTTP_11;
         let ours = !(self.settings.pass_client_credentials
             && parts.headers.contains_key(header::AUTHORIZATION));
-        let snapshot = self.credentials.fresh_snapshot().await;
+        let snapshot = self.credentials().fresh_snapshot().await;
 
-        if !(ours && self.credentials.refreshable()) {
+        if !(ours && self.credentials().refreshable()) {
             return self
                 .send(parts, self.counted(body), &snapshot, ours)
                 .await
@@ -164,7 +175,7 @@ impl Forwarder {
         };
         if first.status() != StatusCode::UNAUTHORIZED
             || !self
-                .credentials
+                .credentials()
                 .refresh_after_rejection(snapshot.generation)
                 .await
         {
@@ -173,7 +184,7 @@ impl Forwarder {
         // The client never sees the 401 of a credential kprox could renew.
         drop(first);
         tracing::info!("the apiserver refused kprox's credential; retrying with the refreshed one");
-        let renewed = self.credentials.snapshot();
+        let renewed = self.credentials().snapshot();
         self.send(head, full_body(bytes), &renewed, ours)
             .await
             .unwrap_or_else(|e| upstream_failure(&e))
@@ -221,7 +232,7 @@ impl Forwarder {
         ours: bool,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         if ours {
-            self.credentials
+            self.credentials()
                 .apply_snapshot(&mut parts.headers, snapshot);
         }
         let response = self.upstream.send(Request::from_parts(parts, body)).await?;

@@ -35,7 +35,8 @@ use crate::www::StaticFiles;
 #[derive(Debug)]
 pub struct Pipeline {
     client_token: Option<ClientToken>,
-    filter: Filter,
+    /// Replaced as a whole on a live reload.
+    filter: arc_swap::ArcSwap<Filter>,
     api_prefix: String,
     static_files: Option<StaticFiles>,
     forwarder: Forwarder,
@@ -74,7 +75,7 @@ impl Pipeline {
     ) -> Self {
         Self {
             client_token: None,
-            filter,
+            filter: arc_swap::ArcSwap::from_pointee(filter),
             api_prefix,
             static_files,
             forwarder,
@@ -95,6 +96,11 @@ impl Pipeline {
     pub fn with_access_log(mut self, enabled: bool) -> Self {
         self.access_log = enabled;
         self
+    }
+
+    /// Applies new filters to requests from now on (live reload).
+    pub fn set_filter(&self, filter: Filter) {
+        self.filter.store(Arc::new(filter));
     }
 
     /// Ends this pipeline's watches when `drain` says so (graceful shutdown).
@@ -175,7 +181,7 @@ impl Pipeline {
             }
         };
         let authority = request.uri().authority().map(|a| a.as_str().to_owned());
-        if let Err(rejection) = self.filter.check(
+        if let Err(rejection) = self.filter.load().check(
             request.method(),
             path,
             request.headers(),

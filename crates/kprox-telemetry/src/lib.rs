@@ -9,7 +9,7 @@ pub mod admin;
 mod logging;
 mod metrics;
 
-pub use logging::init_logging;
+pub use logging::{init_logging, set_log_level};
 pub use metrics::{
     CODE_CLASSES, CredentialSnapshot, EndpointSnapshot, KINDS, METHODS, Metrics, NO_ENDPOINT,
     RULES, Snapshot,

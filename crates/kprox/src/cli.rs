@@ -41,7 +41,7 @@ pub enum ConfigCommand {
 }
 
 /// Flags shared by the proxy and its subcommands (they apply to `demo` and `config` too).
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ProxyFlags {
     /// TOML configuration file (see config/kprox.toml).
     #[arg(long, global = true, value_name = "FILE")]
@@ -148,6 +148,9 @@ pub struct ProxyFlags {
     #[arg(short = 's', long, global = true)]
     pub server: Vec<String>,
 
+    /// Follow the kubeconfig's current-context when it changes (kubectl config use-context).
+    #[arg(long = "follow-context", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub follow_context: Option<bool>,
     /// Follow the apiservers listed by the kubernetes service's EndpointSlices.
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     pub discover: Option<bool>,
@@ -224,6 +227,7 @@ impl ProxyFlags {
             exec_timeout: None,
             service_account_dir: None,
             reload_interval: None,
+            follow_context: self.follow_context,
         };
         let upstream = RawUpstream {
             servers: (!self.server.is_empty()).then(|| self.server.clone()),

@@ -53,7 +53,7 @@ pub async fn run(flags: &ProxyFlags) -> anyhow::Result<()> {
     }
     let access = kprox_auth::load(&config.kubeconfig)?;
     let upstreams = config.upstream.servers.join(", ");
-    serve_then(&config, &access, |address| {
+    serve_then(&config, &access, None, |address| {
         let base = if address.starts_with('/') {
             format!("--unix-socket {address} http://localhost")
         } else {

@@ -7,6 +7,7 @@
 mod cli;
 mod config_cmd;
 mod demo;
+mod live_reload;
 mod reload;
 mod run;
 mod status;

@@ -41,7 +41,7 @@ impl TlsFiles {
         contents
     }
 
-    fn settings(&self) -> Result<TlsSettings, String> {
+    pub fn settings(&self) -> Result<TlsSettings, String> {
         let roots = match &self.ca_file {
             Some(path) => parse_certificates(
                 &std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
@@ -71,14 +71,24 @@ impl TlsFiles {
         })
     }
 
-    /// Checks the files every `every`; stops when the upstream is gone.
-    pub async fn watch(self, upstream: Weak<Upstream>, every: Duration) {
+    /// Checks the files every `every`; stops when the upstream is gone or a live reload has
+    /// moved `epoch` past `mine` (it then watches the new configuration's files).
+    pub async fn watch(
+        self,
+        upstream: Weak<Upstream>,
+        every: Duration,
+        epoch: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        mine: u64,
+    ) {
         let mut last = self.read();
         loop {
             tokio::time::sleep(every).await;
             let Some(upstream) = upstream.upgrade() else {
                 return;
             };
+            if epoch.load(std::sync::atomic::Ordering::Acquire) != mine {
+                return;
+            }
             let now = self.read();
             if now == last {
                 continue;

@@ -27,18 +27,15 @@ pub async fn run(flags: &ProxyFlags) -> anyhow::Result<()> {
     let config = load_config(flags)?;
     kprox_telemetry::init_logging(&config.log)?;
     let access = kprox_auth::load(&config.kubeconfig)?;
-    serve(&config, &access).await
+    serve_then(&config, &access, Some(flags), |_| {}).await
 }
 
 /// Builds the stack for `access`, binds, announces and serves until a signal.
-pub async fn serve(config: &Config, access: &kprox_auth::ClusterAccess) -> anyhow::Result<()> {
-    serve_then(config, access, |_| {}).await
-}
-
 /// Like [`serve`], calling `on_serving` with the bound address once the startup line is out.
 pub async fn serve_then(
     config: &Config,
     access: &kprox_auth::ClusterAccess,
+    reload_with: Option<&crate::cli::ProxyFlags>,
     on_serving: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
     let stack = wiring::build(config, access).await?;
@@ -48,6 +45,11 @@ pub async fn serve_then(
         );
     }
     let shutdown = shutdown_signal()?;
+    // Registered before the startup line so that SIGHUP never kills kprox.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    if let Some(flags) = reload_with {
+        tokio::spawn(crate::live_reload::Reloader::new(flags, config, access, &stack).run(hangup));
+    }
     let listener = wiring::bind(config).await?;
     let admin = match config.admin.address {
         Some(addr) => Some(
@@ -69,7 +71,7 @@ pub async fn serve_then(
         let address = admin.local_addr()?;
         let source = Arc::new(LiveStatus {
             upstream: stack.upstream.clone(),
-            credentials: stack.credentials.clone(),
+            credentials: stack.credentials_handle.clone(),
             client_token: stack.client_token.clone(),
             tunnels: stack.tunnels.clone(),
             listening_on: listener.describe(),

@@ -14,7 +14,7 @@ use kprox_upstream::Upstream;
 #[derive(Debug)]
 pub struct LiveStatus {
     pub upstream: Arc<Upstream>,
-    pub credentials: Credentials,
+    pub credentials: Arc<arc_swap::ArcSwap<Credentials>>,
     pub client_token: Option<Credentials>,
     pub tunnels: Arc<Tunnels>,
     pub listening_on: String,
@@ -28,9 +28,9 @@ impl StatusSource for LiveStatus {
         let retries = self.upstream.retries();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         let mut credentials = vec![CredentialSnapshot {
-            source: self.credentials.kind().to_owned(),
-            refreshes: load(&self.credentials.refresh_counts().refreshes),
-            failures: load(&self.credentials.refresh_counts().failures),
+            source: self.credentials.load().kind().to_owned(),
+            refreshes: load(&self.credentials.load().refresh_counts().refreshes),
+            failures: load(&self.credentials.load().refresh_counts().failures),
         }];
         if let Some(token) = &self.client_token {
             credentials.push(CredentialSnapshot {
@@ -72,7 +72,7 @@ impl StatusSource for LiveStatus {
             uptime_seconds: self.started.elapsed().as_secs(),
             tunnels_open: self.tunnels.open() as u64,
             credential: CredentialStatus {
-                source: self.credentials.describe().to_owned(),
+                source: self.credentials.load().describe().to_owned(),
                 expiry: "none (static or re-read from its file)".to_owned(),
             },
             endpoints: self

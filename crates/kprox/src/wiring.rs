@@ -24,6 +24,10 @@ pub struct Stack {
     pub pipeline: Arc<Pipeline>,
     pub upstream: Arc<Upstream>,
     pub credentials: Credentials,
+    /// The credentials in force, swapped by a live reload.
+    pub credentials_handle: Arc<arc_swap::ArcSwap<Credentials>>,
+    /// Bumped by a live reload so file watchers of the old configuration stop.
+    pub tls_epoch: Arc<std::sync::atomic::AtomicU64>,
     pub client_token: Option<Credentials>,
     pub tunnels: Arc<Tunnels>,
     pub metrics: Arc<Metrics>,
@@ -70,6 +74,8 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         servers = ?servers, "upstream selected"
     );
 
+    // Shared by the request path and the health checks; a live reload replaces it.
+    let credentials_handle = Arc::new(arc_swap::ArcSwap::from_pointee(credentials.clone()));
     let tls = (!plain_http).then(|| TlsSettings {
         roots: access.trust.roots.clone(),
         server_name: access.trust.server_name.clone(),
@@ -120,8 +126,8 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
             max_attempts: usize::try_from(upstream_config.max_attempts).unwrap_or(3),
         },
         authorize: {
-            let credentials = credentials.clone();
-            Arc::new(move |headers: &mut http::HeaderMap| credentials.apply(headers))
+            let credentials = credentials_handle.clone();
+            Arc::new(move |headers: &mut http::HeaderMap| credentials.load().apply(headers))
         },
         watch_resume: upstream_config.watch_resume,
         discover: upstream_config.discover,
@@ -181,12 +187,15 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
             }
         }));
     }
+    let tls_epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
     if let Some(files) = crate::reload::TlsFiles::of(access)
         && !plain_http
     {
         tokio::spawn(files.watch(
             Arc::downgrade(&upstream),
             config.kubeconfig.reload_interval.get(),
+            tls_epoch.clone(),
+            0,
         ));
     }
     let tunnels = Tunnels::new(config.listen.tunnel_idle_timeout.get());
@@ -194,7 +203,7 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
     let metrics = Arc::new(Metrics::new(&servers, env!("CARGO_PKG_VERSION")));
     let forwarder = Forwarder::new(
         upstream.clone(),
-        credentials.clone(),
+        credentials_handle.clone(),
         forward,
         tunnels.clone(),
         metrics.request_bytes().clone(),
@@ -238,6 +247,8 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         pipeline,
         upstream,
         credentials,
+        credentials_handle,
+        tls_epoch,
         client_token,
         tunnels,
         metrics,
