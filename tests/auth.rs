@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Cluster, Kprox, TOKEN, ok_stdout, run};
+use support::{Cluster, Kprox, TOKEN, fetch_ok, ok_stdout, run};
 
 fn header_values(request: &kprox_testkit::LoggedRequest, name: &str) -> Vec<String> {
     request
@@ -70,13 +70,7 @@ async fn a_kubeconfig_user_with_as_impersonates() {
     )
     .expect("write");
     let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string()]);
-    ok_stdout(
-        &run(
-            "curl",
-            &["-sS", "--fail", "-o", "/dev/null", &kprox.url("/version")],
-        ),
-        "curl",
-    );
+    fetch_ok(&kprox.url("/version"));
     let seen = cluster
         .server
         .requests_to("/version")
@@ -132,19 +126,7 @@ async fn kubectls_global_flags_override_the_kubeconfig() {
         "--tls-server-name",
         "api.kprox.test",
     ]);
-    ok_stdout(
-        &run(
-            "curl",
-            &[
-                "-sS",
-                "--fail",
-                "-o",
-                "/dev/null",
-                &kprox.url("/api/v1/namespaces/default/pods"),
-            ],
-        ),
-        "curl",
-    );
+    fetch_ok(&kprox.url("/api/v1/namespaces/default/pods"));
     let seen = cluster
         .server
         .requests_to("/api/v1/namespaces/default/pods")
@@ -159,19 +141,7 @@ async fn kubectls_global_flags_override_the_kubeconfig() {
         "--token",
         "flag-token",
     ]);
-    ok_stdout(
-        &run(
-            "curl",
-            &[
-                "-sS",
-                "--fail",
-                "-o",
-                "/dev/null",
-                &insecure.url("/version"),
-            ],
-        ),
-        "curl",
-    );
+    fetch_ok(&insecure.url("/version"));
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert!(
         insecure.stderr().contains("NOT verified"),

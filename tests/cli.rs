@@ -6,7 +6,7 @@ mod support;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::process::{Command, Output, Stdio};
 
-use support::{Cluster, Kprox, TOKEN, ok_stdout, run};
+use support::{Cluster, Kprox, TOKEN, fetch_ok, ok_stdout, run, status_of};
 
 /// Runs kprox to completion (for subcommands and failing starts).
 fn kprox(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -383,20 +383,7 @@ async fn the_api_prefix_is_stripped_and_paths_outside_it_are_404() {
     );
     assert!(outside.ends_with("\n404"), "{outside}");
     assert!(outside.contains("\"kind\":\"Status\""), "{outside}");
-    let lookalike = ok_stdout(
-        &run(
-            "curl",
-            &[
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &kprox.url("/k8sfoo/api"),
-            ],
-        ),
-        "curl",
-    );
+    let lookalike = status_of(&kprox.url("/k8sfoo/api"));
     assert_eq!(lookalike, "404");
 }
 
@@ -486,13 +473,7 @@ async fn insecure_skip_tls_verify_works_and_warns_loudly() {
         .write(&path)
         .expect("write");
     let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string()]);
-    ok_stdout(
-        &run(
-            "curl",
-            &["-sS", "--fail", "-o", "/dev/null", &kprox.url("/version")],
-        ),
-        "curl",
-    );
+    fetch_ok(&kprox.url("/version"));
     let stderr = kprox.stderr();
     assert!(
         stderr.contains("WARN")
@@ -544,12 +525,28 @@ async fn sigterm_drains_requests_refuses_new_ones_ends_watches_and_exits_zero() 
         &cluster.kubeconfig_arg(),
         "--config",
         &config.display().to_string(),
+        "--log-level",
+        "debug",
     ]);
     let admin = kprox.admin_url();
     // A watch, and a request the apiserver is slow to answer, both in flight at SIGTERM.
     let watch_url = kprox.url("/api/v1/namespaces/default/pods?watch=1");
     let watch =
         std::thread::spawn(move || run("curl", &["-sS", "-N", "--max-time", "20", &watch_url]));
+    // The watch must be streaming before the apiserver turns slow.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cluster
+        .server
+        .requests_to("/api/v1/namespaces/default/pods?watch=1")
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch never reached the apiserver"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
     cluster
         .server
         .set_behaviour(kprox_testkit::Behaviour::Slow(
@@ -557,12 +554,7 @@ async fn sigterm_drains_requests_refuses_new_ones_ends_watches_and_exits_zero() 
         ))
         .await;
     let slow_url = kprox.url("/api/v1/namespaces/default/pods/alpha");
-    let slow = std::thread::spawn(move || {
-        run(
-            "curl",
-            &["-sS", "-o", "/dev/null", "-w", "%{http_code}", &slow_url],
-        )
-    });
+    let slow = std::thread::spawn(move || run("curl", &["-sS", "-w", "\n%{http_code}", &slow_url]));
     std::thread::sleep(std::time::Duration::from_millis(300));
     let signalled = std::time::Instant::now();
     assert!(
@@ -595,10 +587,10 @@ async fn sigterm_drains_requests_refuses_new_ones_ends_watches_and_exits_zero() 
         "a new connection was accepted after SIGTERM"
     );
     let slow = slow.join().expect("slow request");
-    assert_eq!(
-        String::from_utf8_lossy(&slow.stdout),
-        "200",
-        "the request in flight was not completed"
+    let slow_text = String::from_utf8_lossy(&slow.stdout).into_owned();
+    assert!(
+        slow_text.ends_with("\n200") && slow_text.contains("\"alpha\""),
+        "the request in flight was not completed: {slow_text:?}"
     );
     let watch = watch.join().expect("watch");
     assert!(
@@ -606,7 +598,13 @@ async fn sigterm_drains_requests_refuses_new_ones_ends_watches_and_exits_zero() 
         "the watch did not end cleanly: {}",
         String::from_utf8_lossy(&watch.stderr)
     );
-    assert!(String::from_utf8_lossy(&watch.stdout).contains("\"alpha\""));
+    assert!(
+        String::from_utf8_lossy(&watch.stdout).contains("\"alpha\""),
+        "watch output: {:?} / {:?}; kprox: {}",
+        String::from_utf8_lossy(&watch.stdout),
+        String::from_utf8_lossy(&watch.stderr),
+        kprox.stderr()
+    );
     let exit = kprox.child.wait().expect("wait");
     assert!(exit.success(), "exit status {exit}");
     let took = signalled.elapsed();

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use kprox_testkit::{Behaviour, FakeOptions};
-use support::{Cluster, Kprox, TOKEN, memory_kib, ok_stdout, run};
+use support::{Cluster, Kprox, TOKEN, fetch_ok, memory_kib, ok_stdout, run};
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -281,13 +281,7 @@ async fn host_is_the_apiservers_over_http1() {
     })
     .await;
     let kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg()]);
-    ok_stdout(
-        &run(
-            "curl",
-            &["-sS", "--fail", "-o", "/dev/null", &kprox.url("/version")],
-        ),
-        "curl",
-    );
+    fetch_ok(&kprox.url("/version"));
     let seen = cluster
         .server
         .requests_to("/version")
@@ -343,19 +337,7 @@ async fn a_100_mib_response_streams_with_flat_memory() {
     let cluster = Cluster::start().await;
     let kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg()]);
     // Warm up so the baseline includes connections, TLS state and buffers.
-    ok_stdout(
-        &run(
-            "curl",
-            &[
-                "-sS",
-                "--fail",
-                "-o",
-                "/dev/null",
-                &kprox.url("/testkit/blob?bytes=1048576"),
-            ],
-        ),
-        "warm-up",
-    );
+    fetch_ok(&kprox.url("/testkit/blob?bytes=1048576"));
     let (before, _) = memory_kib(kprox.pid());
     let url = kprox.url("/testkit/blob?bytes=104857600");
     let output = tokio::task::spawn_blocking(move || {
@@ -485,19 +467,7 @@ async fn a_client_certificate_from_the_kubeconfig_authenticates() {
         .write(&path)
         .expect("write");
     let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string()]);
-    ok_stdout(
-        &run(
-            "curl",
-            &[
-                "-sS",
-                "--fail",
-                "-o",
-                "/dev/null",
-                &kprox.url("/api/v1/namespaces/default/pods"),
-            ],
-        ),
-        "curl",
-    );
+    fetch_ok(&kprox.url("/api/v1/namespaces/default/pods"));
     let seen = cluster
         .server
         .requests_to("/api/v1/namespaces/default/pods")
@@ -522,19 +492,7 @@ async fn credentials_are_never_sent_to_a_plain_http_apiserver() {
     )
     .expect("write");
     let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string()]);
-    ok_stdout(
-        &run(
-            "curl",
-            &[
-                "-sS",
-                "--fail",
-                "-o",
-                "/dev/null",
-                &kprox.url("/api/v1/namespaces/default/pods"),
-            ],
-        ),
-        "curl",
-    );
+    fetch_ok(&kprox.url("/api/v1/namespaces/default/pods"));
     let seen = cluster
         .server
         .requests_to("/api/v1/namespaces/default/pods")

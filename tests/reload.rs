@@ -6,7 +6,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Cluster, Kprox, TOKEN, ok_stdout, run};
+use support::{Cluster, Kprox, TOKEN, fetch_ok, ok_stdout, run};
 
 fn post_status(kprox: &Kprox, name: &str) -> String {
     let body = format!(r#"{{"metadata":{{"name":"{name}"}}}}"#);
@@ -84,13 +84,7 @@ async fn sighup_applies_new_filters_without_dropping_a_watch_and_refuses_a_bad_c
         kprox.stderr().contains("reload refused")
     });
     assert_eq!(post_status(&kprox, "still-refused"), "403");
-    ok_stdout(
-        &run(
-            "curl",
-            &["-sS", "--fail", "-o", "/dev/null", &kprox.url("/version")],
-        ),
-        "GET after a refused reload",
-    );
+    fetch_ok(&kprox.url("/version"));
 
     let watch = watch.join().expect("watch");
     let events = String::from_utf8_lossy(&watch.stdout);
@@ -134,21 +128,7 @@ async fn follow_context_switches_with_kubectl_config_use_context() {
         "--config",
         &fast.display().to_string(),
     ]);
-    let get = |kprox: &Kprox| {
-        ok_stdout(
-            &run(
-                "curl",
-                &[
-                    "-sS",
-                    "--fail",
-                    "-o",
-                    "/dev/null",
-                    &kprox.url("/api/v1/namespaces/default/pods"),
-                ],
-            ),
-            "curl",
-        )
-    };
+    let get = |kprox: &Kprox| fetch_ok(&kprox.url("/api/v1/namespaces/default/pods"));
     get(&following);
     get(&pinned);
     assert_eq!(

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use kprox_testkit::FakeOptions;
-use support::{Cluster, Kprox, TOKEN, ok_stdout, run};
+use support::{Cluster, Kprox, TOKEN, ok_stdout, run, status_of};
 
 /// A response read off the wire.
 #[derive(Debug)]
@@ -469,20 +469,7 @@ async fn static_files_are_served_with_types_and_no_way_out() {
             "{escape} escaped the directory"
         );
     }
-    let missing = ok_stdout(
-        &run(
-            "curl",
-            &[
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &kprox.url("/ui/nope.html"),
-            ],
-        ),
-        "curl",
-    );
+    let missing = status_of(&kprox.url("/ui/nope.html"));
     assert_eq!(missing, "404");
 }
 

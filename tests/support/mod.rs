@@ -254,3 +254,22 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     };
     (field("VmHWM:"), field("VmRSS:"))
 }
+
+/// GETs `url` with curl, failing the test unless the answer is 2xx; returns nothing.
+pub fn fetch_ok(url: &str) {
+    ok_stdout(
+        &run("curl", &["-sS", "--fail", "-o", "/dev/null", url]),
+        &format!("curl {url}"),
+    );
+}
+
+/// GETs `url` with curl and returns the status code as text (`"200"`).
+pub fn status_of(url: &str) -> String {
+    ok_stdout(
+        &run(
+            "curl",
+            &["-sS", "-o", "/dev/null", "-w", "%{http_code}", url],
+        ),
+        &format!("curl {url}"),
+    )
+}
