@@ -12,6 +12,7 @@ mod body;
 mod certs;
 mod discovery;
 mod exec_plugin;
+pub mod fixed;
 mod kubeconfig;
 mod protobuf;
 mod proxies;

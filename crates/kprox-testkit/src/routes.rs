@@ -25,6 +25,8 @@ pub struct RouteContext {
     pub server_address: String,
     /// Break response bodies halfway (the `CloseMidBody` behaviour).
     pub cut_bodies: bool,
+    /// Answer the benchmark paths with fixed bodies ([`crate::fixed`]).
+    pub fixed_bodies: bool,
 }
 
 /// Paths anyone may read without credentials, as with the apiserver's public-info-viewer role.
@@ -34,6 +36,13 @@ pub fn is_public(path: &str) -> bool {
 
 /// Answers one request.
 pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Body> {
+    if ctx.fixed_bodies
+        && let Some(answer) = crate::fixed::answer(request.method(), request.uri().path())
+    {
+        // Read (and drop) what the client sent before answering, as an apiserver would.
+        let _ = read_body(request.into_body()).await;
+        return answer;
+    }
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or_default().to_owned();

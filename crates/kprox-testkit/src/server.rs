@@ -54,6 +54,9 @@ pub struct FakeOptions {
     pub store: Option<Arc<Store>>,
     /// A name for logs and the status page.
     pub name: String,
+    /// Serve the benchmark's fixed answers (see [`crate::fixed`]) without touching the store,
+    /// so that the upstream costs as little as possible. Default false.
+    pub fixed_bodies: bool,
 }
 
 impl Default for FakeOptions {
@@ -71,6 +74,7 @@ impl Default for FakeOptions {
             max_concurrent_streams: None,
             store: None,
             name: "fake-apiserver".to_owned(),
+            fixed_bodies: false,
         }
     }
 }
@@ -109,6 +113,7 @@ struct Shared {
     requests: AtomicU64,
     log: Mutex<Vec<LoggedRequest>>,
     server_address: String,
+    fixed_bodies: bool,
 }
 
 /// A running fake apiserver; stops when dropped.
@@ -195,6 +200,7 @@ impl FakeApiServer {
             requests: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
             server_address: addr.to_string(),
+            fixed_bodies: options.fixed_bodies,
         });
         let (stop, stop_rx) = watch::channel(false);
         let settings = ConnSettings {
@@ -537,6 +543,7 @@ async fn handle(
         store: shared.store.clone(),
         server_address: shared.server_address.clone(),
         cut_bodies: behaviour == Behaviour::CloseMidBody,
+        fixed_bodies: shared.fixed_bodies,
     };
     Ok(route(ctx, request).await)
 }

@@ -1,0 +1,238 @@
+//! kprox's side-by-side benchmark. One fake TLS apiserver serving fixed bodies; in each round a
+//! fresh kprox and a fresh `kubectl proxy` in front of it; every workload run against the
+//! apiserver directly, through kprox and through kubectl proxy, one after the other (A B C,
+//! A B C, ...) so that machine drift hits all alike. Figures are medians over rounds.
+
+pub mod load;
+pub mod report;
+pub mod subject;
+pub mod watches;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use kprox_testkit::{FakeApiServer, FakeOptions, KubeconfigBuilder, Resource, fixed};
+
+use crate::load::{RequestSpec, Target};
+pub use crate::report::{Record, Report, StartRecord, WatchRecord};
+use crate::subject::Subject;
+
+/// The token the benchmark's apiserver accepts.
+const TOKEN: &str = "bench-token-5c1e";
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The kprox binary (a release build for real figures).
+    pub kprox: PathBuf,
+    /// The kubectl binary.
+    pub kubectl: PathBuf,
+    pub rounds: usize,
+    pub warmup: Duration,
+    pub measure: Duration,
+    /// Idle watches opened at once through each target.
+    pub watches: usize,
+}
+
+impl Options {
+    /// A run short enough for CI: it proves the benchmark works, its figures mean nothing.
+    pub fn smoke(kprox: PathBuf, kubectl: PathBuf) -> Self {
+        Self {
+            kprox,
+            kubectl,
+            rounds: 1,
+            warmup: Duration::from_millis(100),
+            measure: Duration::from_millis(300),
+            watches: 20,
+        }
+    }
+}
+
+/// One workload: a request, sent on a number of connections at once.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    pub name: &'static str,
+    pub connections: usize,
+    pub spec: RequestSpec,
+}
+
+/// The workloads, in the order they run.
+pub fn workloads() -> Vec<Workload> {
+    let get = |path| RequestSpec {
+        method: Method::GET,
+        path,
+        body: Bytes::new(),
+    };
+    let post_body = {
+        let object = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "bench-post"},
+            "data": {"value": "y".repeat(16 * 1024 - 80)},
+        });
+        Bytes::from(object.to_string())
+    };
+    vec![
+        Workload {
+            name: "small GET, 1 connection",
+            connections: 1,
+            spec: get(fixed::SMALL_LIST_PATH),
+        },
+        Workload {
+            name: "small GET, 64 connections",
+            connections: 64,
+            spec: get(fixed::SMALL_LIST_PATH),
+        },
+        Workload {
+            name: "1 MiB list, 64 connections",
+            connections: 64,
+            spec: get(fixed::LARGE_LIST_PATH),
+        },
+        Workload {
+            name: "POST 16 KiB, 64 connections",
+            connections: 64,
+            spec: RequestSpec {
+                method: Method::POST,
+                path: fixed::SMALL_LIST_PATH,
+                body: post_body,
+            },
+        },
+    ]
+}
+
+/// Runs the whole benchmark.
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let server = FakeApiServer::start(FakeOptions {
+        tokens: vec![TOKEN.to_owned()],
+        fixed_bodies: true,
+        name: "bench-apiserver".to_owned(),
+        ..FakeOptions::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    KubeconfigBuilder::new()
+        .cluster("bench", &server.url(), &server.ca_pem())
+        .user_token("bench", TOKEN)
+        .context("bench", "bench", "bench")
+        .current("bench")
+        .write(&kubeconfig)?;
+    let direct = Target::Tls {
+        addr: server.addr(),
+        config: Arc::new(tls_config(&server)?),
+        token: TOKEN.to_owned(),
+    };
+
+    let mut report = Report::new(options);
+    for round in 0..options.rounds {
+        let kprox = Subject::kprox(&options.kprox, &kubeconfig)?;
+        let kubectl = Subject::kubectl_proxy(&options.kubectl, &kubeconfig)?;
+        for subject in [&kprox, &kubectl] {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            report.starts.push(StartRecord {
+                subject: subject.name.to_owned(),
+                round,
+                startup_ms: subject.startup.as_secs_f64() * 1000.0,
+                idle_rss_kib: subject.memory_kib()?.0,
+            });
+        }
+        for workload in workloads() {
+            let targets: [(&str, Target, Option<&Subject>); 3] = [
+                ("direct", direct.clone(), None),
+                ("kprox", Target::Plain(kprox.address), Some(&kprox)),
+                (
+                    "kubectl proxy",
+                    Target::Plain(kubectl.address),
+                    Some(&kubectl),
+                ),
+            ];
+            for (name, target, subject) in targets {
+                let cpu_before = subject.map(Subject::cpu_seconds).transpose()?;
+                let sample = load::drive(
+                    &target,
+                    &workload.spec,
+                    workload.connections,
+                    options.warmup,
+                    options.measure,
+                )
+                .await?;
+                let cpu_after = subject.map(Subject::cpu_seconds).transpose()?;
+                let cpu_per_10k = cpu_before.zip(cpu_after).map(|(before, after)| {
+                    // The warm-up's requests used CPU too; scale to the measured share.
+                    let share = options.measure.as_secs_f64()
+                        / (options.measure + options.warmup).as_secs_f64();
+                    (after - before) * share / (sample.requests.max(1) as f64) * 10_000.0
+                });
+                report.records.push(Record {
+                    workload: workload.name.to_owned(),
+                    subject: name.to_owned(),
+                    round,
+                    requests_per_second: sample.requests_per_second(),
+                    p50_ms: sample.quantile_ms(0.50),
+                    p99_ms: sample.quantile_ms(0.99),
+                    requests: sample.requests,
+                    errors: sample.errors,
+                    cpu_seconds_per_10k: cpu_per_10k,
+                    peak_rss_kib: subject.map(|s| s.memory_kib().map(|m| m.1)).transpose()?,
+                });
+            }
+        }
+        // Through the proxies only: the figure is the proxy's memory, and 10,000 direct TLS
+        // watches would need 20,000 descriptors in this one process (the fake runs here too).
+        for (name, target, subject) in [
+            ("kprox", Target::Plain(kprox.address), Some(&kprox)),
+            (
+                "kubectl proxy",
+                Target::Plain(kubectl.address),
+                Some(&kubectl),
+            ),
+        ] {
+            report
+                .watches
+                .push(idle_watches(&server, name, round, &target, subject, options.watches).await?);
+        }
+    }
+    Ok(report)
+}
+
+/// Opens the watches, weighs the proxy, sends one event and counts the watches that saw it.
+async fn idle_watches(
+    server: &FakeApiServer,
+    name: &str,
+    round: usize,
+    target: &Target,
+    subject: Option<&Subject>,
+    count: usize,
+) -> anyhow::Result<WatchRecord> {
+    let open = watches::open(target, count, 200).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_kib = subject.map(|s| s.memory_kib().map(|m| m.0)).transpose()?;
+    let event_name = format!("bench-event-{round}-{}", name.replace(' ', "-"));
+    server.store().create(
+        Resource::ConfigMaps,
+        "default",
+        serde_json::json!({"metadata": {"name": event_name}, "data": {"round": round.to_string()}}),
+    )?;
+    let received = open.wait_for(open.opened, Duration::from_secs(30)).await;
+    Ok(WatchRecord {
+        subject: name.to_owned(),
+        round,
+        watches: open.opened,
+        received,
+        rss_kib,
+    })
+}
+
+/// A TLS client configuration trusting the fake apiserver's CA, speaking HTTP/1.1.
+fn tls_config(server: &FakeApiServer) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(server.pki().ca_der())?;
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}

@@ -1,0 +1,95 @@
+//! `kprox-bench`: runs the side-by-side benchmark and writes its results.
+//!
+//! ```sh
+//! benches/run                 # release build, 5 rounds, writes benches/results/
+//! benches/run --smoke         # seconds; proves it works, figures mean nothing
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(about = "kprox vs kubectl proxy vs a direct connection, in interleaved rounds")]
+struct Args {
+    /// The kprox binary (a release build for real figures).
+    #[arg(long, default_value = "target/release/kprox")]
+    kprox: PathBuf,
+    /// The kubectl binary.
+    #[arg(long, default_value = "kubectl")]
+    kubectl: PathBuf,
+    /// Rounds; every figure is the median over them.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Seconds measured per workload and target.
+    #[arg(long, default_value_t = 4.0)]
+    seconds: f64,
+    /// Warm-up seconds before each measurement, excluded from it.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Idle watches opened at once through each target.
+    #[arg(long, default_value_t = 10_000)]
+    watches: usize,
+    /// A run of a few seconds that proves the benchmark works.
+    #[arg(long)]
+    smoke: bool,
+    /// Where to write results.json, results.md and chart.svg.
+    #[arg(long, default_value = "benches/results")]
+    out: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let kubectl = which(&args.kubectl)?;
+    let options = if args.smoke {
+        kprox_bench::Options::smoke(args.kprox.clone(), kubectl)
+    } else {
+        kprox_bench::Options {
+            kprox: args.kprox.clone(),
+            kubectl,
+            rounds: args.rounds.max(1),
+            warmup: Duration::from_secs_f64(args.warmup),
+            measure: Duration::from_secs_f64(args.seconds),
+            watches: args.watches,
+        }
+    };
+    anyhow::ensure!(
+        options.kprox.is_file(),
+        "no kprox binary at {} (build it with `cargo build --release -p kprox`, or pass --kprox)",
+        options.kprox.display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(kprox_bench::run(&options))?;
+    std::fs::create_dir_all(&args.out)?;
+    let markdown = report.to_markdown();
+    std::fs::write(
+        args.out.join("results.json"),
+        serde_json::to_string_pretty(&report.to_json())?,
+    )?;
+    std::fs::write(args.out.join("results.md"), &markdown)?;
+    std::fs::write(args.out.join("chart.svg"), report.to_svg())?;
+    println!("{markdown}");
+    println!("written to {}", args.out.display());
+    Ok(())
+}
+
+/// The path of `program`, or a clear error when it is not installed.
+fn which(program: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if program.components().count() > 1 {
+        return Ok(program.to_owned());
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} is not installed; the benchmark compares kprox with kubectl proxy",
+                program.display()
+            )
+        })
+}

@@ -1,0 +1,402 @@
+//! The benchmark's records, their medians and ratios, and the JSON, table and chart written
+//! from them.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::Options;
+
+/// One workload against one target in one round.
+#[derive(Clone, Debug)]
+pub struct Record {
+    pub workload: String,
+    pub subject: String,
+    pub round: usize,
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub requests: u64,
+    pub errors: u64,
+    /// CPU seconds the proxy used per 10,000 requests (none for the direct connection).
+    pub cpu_seconds_per_10k: Option<f64>,
+    /// The proxy's peak RSS (VmHWM) so far in the round, in KiB.
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// Idle watches through one target in one round.
+#[derive(Clone, Debug)]
+pub struct WatchRecord {
+    pub subject: String,
+    pub round: usize,
+    pub watches: usize,
+    /// Watches that received the event sent after all were open.
+    pub received: usize,
+    /// The proxy's RSS with every watch open, in KiB.
+    pub rss_kib: Option<u64>,
+}
+
+/// A proxy's start in one round.
+#[derive(Clone, Debug)]
+pub struct StartRecord {
+    pub subject: String,
+    pub round: usize,
+    /// From spawning the process to its first answered request.
+    pub startup_ms: f64,
+    pub idle_rss_kib: u64,
+}
+
+/// Everything one run measured.
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub rounds: usize,
+    pub seconds_per_run: f64,
+    pub records: Vec<Record>,
+    pub watches: Vec<WatchRecord>,
+    pub starts: Vec<StartRecord>,
+}
+
+/// The median of `values` (NaN when empty).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| !v.is_nan());
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+/// Medians over rounds of one workload against one target.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub workload: String,
+    pub subject: String,
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub cpu_seconds_per_10k: f64,
+    pub peak_rss_mib: f64,
+    pub errors: u64,
+}
+
+pub const SUBJECTS: [&str; 3] = ["direct", "kprox", "kubectl proxy"];
+
+impl Report {
+    pub fn new(options: &Options) -> Self {
+        Self {
+            rounds: options.rounds,
+            seconds_per_run: options.measure.as_secs_f64(),
+            records: Vec::new(),
+            watches: Vec::new(),
+            starts: Vec::new(),
+        }
+    }
+
+    /// The workloads in the order they ran.
+    pub fn workloads(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for record in &self.records {
+            if !names.contains(&record.workload) {
+                names.push(record.workload.clone());
+            }
+        }
+        names
+    }
+
+    pub fn summary(&self, workload: &str, subject: &str) -> Summary {
+        let mine: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| r.workload == workload && r.subject == subject)
+            .collect();
+        let of = |f: &dyn Fn(&Record) -> f64| median(mine.iter().map(|r| f(r)).collect());
+        Summary {
+            workload: workload.to_owned(),
+            subject: subject.to_owned(),
+            requests_per_second: of(&|r| r.requests_per_second),
+            p50_ms: of(&|r| r.p50_ms),
+            p99_ms: of(&|r| r.p99_ms),
+            cpu_seconds_per_10k: of(&|r| r.cpu_seconds_per_10k.unwrap_or(f64::NAN)),
+            peak_rss_mib: of(&|r| r.peak_rss_kib.map_or(f64::NAN, |k| k as f64 / 1024.0)),
+            errors: mine.iter().map(|r| r.errors).sum(),
+        }
+    }
+
+    fn start_median(&self, subject: &str, f: &dyn Fn(&StartRecord) -> f64) -> f64 {
+        median(
+            self.starts
+                .iter()
+                .filter(|s| s.subject == subject)
+                .map(f)
+                .collect(),
+        )
+    }
+
+    fn watch_median(&self, subject: &str) -> (f64, usize, usize) {
+        let mine: Vec<&WatchRecord> = self
+            .watches
+            .iter()
+            .filter(|w| w.subject == subject)
+            .collect();
+        let rss = median(
+            mine.iter()
+                .map(|w| w.rss_kib.map_or(f64::NAN, |k| k as f64 / 1024.0))
+                .collect(),
+        );
+        let opened = mine.iter().map(|w| w.watches).min().unwrap_or(0);
+        let received = mine.iter().map(|w| w.received).min().unwrap_or(0);
+        (rss, opened, received)
+    }
+
+    /// Every figure as JSON: the raw records and the medians and ratios.
+    pub fn to_json(&self) -> Value {
+        let mut summaries = Vec::new();
+        for workload in self.workloads() {
+            for subject in SUBJECTS {
+                let s = self.summary(&workload, subject);
+                summaries.push(json!({
+                    "workload": s.workload, "subject": s.subject,
+                    "requests_per_second": finite(s.requests_per_second),
+                    "p50_ms": finite(s.p50_ms), "p99_ms": finite(s.p99_ms),
+                    "cpu_seconds_per_10k": finite(s.cpu_seconds_per_10k),
+                    "peak_rss_mib": finite(s.peak_rss_mib), "errors": s.errors,
+                }));
+            }
+        }
+        let records: Vec<Value> = self
+            .records
+            .iter()
+            .map(|r| {
+                json!({
+                    "workload": r.workload, "subject": r.subject, "round": r.round,
+                    "requests_per_second": finite(r.requests_per_second),
+                    "p50_ms": finite(r.p50_ms), "p99_ms": finite(r.p99_ms),
+                    "requests": r.requests, "errors": r.errors,
+                    "cpu_seconds_per_10k": r.cpu_seconds_per_10k.and_then(finite),
+                    "peak_rss_kib": r.peak_rss_kib,
+                })
+            })
+            .collect();
+        let watches: Vec<Value> = self
+            .watches
+            .iter()
+            .map(|w| json!({"subject": w.subject, "round": w.round, "watches": w.watches, "received": w.received, "rss_kib": w.rss_kib}))
+            .collect();
+        let starts: Vec<Value> = self
+            .starts
+            .iter()
+            .map(|s| json!({"subject": s.subject, "round": s.round, "startup_ms": finite(s.startup_ms), "idle_rss_kib": s.idle_rss_kib}))
+            .collect();
+        json!({
+            "rounds": self.rounds,
+            "seconds_per_run": self.seconds_per_run,
+            "medians": summaries,
+            "ratios": self.ratios().into_iter().map(|(what, value)| json!({"ratio": what, "value": finite(value)})).collect::<Vec<_>>(),
+            "records": records,
+            "watches": watches,
+            "starts": starts,
+        })
+    }
+
+    /// The ratios the targets are stated in.
+    pub fn ratios(&self) -> Vec<(String, f64)> {
+        let mut ratios = Vec::new();
+        for workload in self.workloads() {
+            let direct = self.summary(&workload, "direct");
+            let kprox = self.summary(&workload, "kprox");
+            let kubectl = self.summary(&workload, "kubectl proxy");
+            ratios.push((
+                format!("{workload}: req/s kprox / kubectl proxy"),
+                kprox.requests_per_second / kubectl.requests_per_second,
+            ));
+            ratios.push((
+                format!("{workload}: req/s kprox / direct"),
+                kprox.requests_per_second / direct.requests_per_second,
+            ));
+            ratios.push((
+                format!("{workload}: p99 kprox / kubectl proxy"),
+                kprox.p99_ms / kubectl.p99_ms,
+            ));
+            ratios.push((
+                format!("{workload}: added p50 latency kprox / kubectl proxy"),
+                (kprox.p50_ms - direct.p50_ms) / (kubectl.p50_ms - direct.p50_ms),
+            ));
+            ratios.push((
+                format!("{workload}: CPU per 10k kprox / kubectl proxy"),
+                kprox.cpu_seconds_per_10k / kubectl.cpu_seconds_per_10k,
+            ));
+            ratios.push((
+                format!("{workload}: peak RSS kprox / kubectl proxy"),
+                kprox.peak_rss_mib / kubectl.peak_rss_mib,
+            ));
+        }
+        ratios
+    }
+
+    /// The results table in Markdown, as the README shows it.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Medians over {} rounds of {} s per workload and target.\n",
+            self.rounds, self.seconds_per_run
+        );
+        let _ = writeln!(
+            out,
+            "| workload | target | req/s | p50 ms | p99 ms | CPU s / 10k req | peak RSS MiB | errors |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+        for workload in self.workloads() {
+            for subject in SUBJECTS {
+                let s = self.summary(&workload, subject);
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} |",
+                    s.workload,
+                    s.subject,
+                    s.requests_per_second,
+                    s.p50_ms,
+                    s.p99_ms,
+                    dash(s.cpu_seconds_per_10k, 2),
+                    dash(s.peak_rss_mib, 1),
+                    s.errors
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n| idle watches | target | watches open | received the next event | RSS MiB |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|");
+        for subject in ["kprox", "kubectl proxy"] {
+            let (rss, opened, received) = self.watch_median(subject);
+            let _ = writeln!(
+                out,
+                "| idle watches | {subject} | {opened} | {received} | {} |",
+                dash(rss, 1)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n| start | target | spawn to first answer ms | idle RSS MiB |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|");
+        for subject in ["kprox", "kubectl proxy"] {
+            let _ = writeln!(
+                out,
+                "| start | {subject} | {:.1} | {:.1} |",
+                self.start_median(subject, &|s| s.startup_ms),
+                self.start_median(subject, &|s| s.idle_rss_kib as f64 / 1024.0)
+            );
+        }
+        let _ = writeln!(out, "\n| ratio | value |");
+        let _ = writeln!(out, "|---|---:|");
+        for (what, value) in self.ratios() {
+            let _ = writeln!(out, "| {what} | {} |", dash(value, 2));
+        }
+        out
+    }
+
+    /// A grouped bar chart of requests per second, each workload scaled to its fastest target.
+    pub fn to_svg(&self) -> String {
+        let workloads = self.workloads();
+        let colours = ["#7a869a", "#2f7ed8", "#d9822b"];
+        let group_width = 200.0;
+        let width = 80.0 + group_width * workloads.len() as f64;
+        let height = 330.0;
+        let plot_height = 220.0;
+        let mut svg = String::new();
+        let _ = writeln!(
+            svg,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">"##
+        );
+        let _ = writeln!(
+            svg,
+            r##"<rect width="100%" height="100%" fill="white"/><text x="10" y="18" font-size="14">Requests per second, median of {} rounds (bar height relative to the fastest target)</text>"##,
+            self.rounds
+        );
+        for (g, workload) in workloads.iter().enumerate() {
+            let summaries: Vec<Summary> =
+                SUBJECTS.iter().map(|s| self.summary(workload, s)).collect();
+            let best = summaries
+                .iter()
+                .map(|s| s.requests_per_second)
+                .filter(|v| v.is_finite())
+                .fold(1.0_f64, f64::max);
+            let x0 = 60.0 + group_width * g as f64;
+            for (i, s) in summaries.iter().enumerate() {
+                let value = if s.requests_per_second.is_finite() {
+                    s.requests_per_second
+                } else {
+                    0.0
+                };
+                let h = plot_height * value / best;
+                let x = x0 + 10.0 + 55.0 * i as f64;
+                let y = 40.0 + plot_height - h;
+                let _ = writeln!(
+                    svg,
+                    r##"<rect x="{x:.1}" y="{y:.1}" width="45" height="{h:.1}" fill="{}"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{value:.0}</text>"##,
+                    colours[i],
+                    x + 22.5,
+                    y - 4.0
+                );
+            }
+            let _ = writeln!(
+                svg,
+                r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+                x0 + 92.5,
+                40.0 + plot_height + 18.0,
+                xml_escape(workload)
+            );
+        }
+        for (i, subject) in SUBJECTS.iter().enumerate() {
+            let x = 60.0 + 130.0 * i as f64;
+            let _ = writeln!(
+                svg,
+                r##"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{subject}</text>"##,
+                height - 30.0,
+                colours[i],
+                x + 16.0,
+                height - 20.0
+            );
+        }
+        svg.push_str("</svg>\n");
+        svg
+    }
+}
+
+fn finite(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
+}
+
+fn dash(value: f64, decimals: usize) -> String {
+    if value.is_finite() {
+        format!("{value:.decimals$}")
+    } else {
+        "–".to_owned()
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+        assert_eq!(median(vec![f64::NAN, 5.0]), 5.0);
+    }
+}

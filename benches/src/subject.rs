@@ -1,0 +1,152 @@
+//! The proxies under test, run as real processes, and what /proc says about them.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A proxy process serving plain HTTP on `address`.
+#[derive(Debug)]
+pub struct Subject {
+    pub name: &'static str,
+    pub address: SocketAddr,
+    child: Child,
+    /// From spawning the process to its first answered request.
+    pub startup: Duration,
+}
+
+impl Subject {
+    /// `kprox --port 0` against `kubeconfig`, with its admin listener off.
+    pub fn kprox(binary: &Path, kubeconfig: &Path) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        command.args(["--port", "0", "--admin-address", "off", "--kubeconfig"]);
+        command.arg(kubeconfig);
+        Self::spawn("kprox", command)
+    }
+
+    /// `kubectl proxy --port 0` against `kubeconfig`.
+    pub fn kubectl_proxy(binary: &Path, kubeconfig: &Path) -> anyhow::Result<Self> {
+        let mut command = Command::new(binary);
+        command.args(["proxy", "--port", "0", "--kubeconfig"]);
+        command.arg(kubeconfig);
+        Self::spawn("kubectl proxy", command)
+    }
+
+    fn spawn(name: &'static str, mut command: Command) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("{name} did not start: {e}"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("{name}: no stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(address) = line.trim().strip_prefix("Starting to serve on ") else {
+            let _ = child.kill();
+            anyhow::bail!("{name} printed {line:?} instead of its address");
+        };
+        let address: SocketAddr = address.parse()?;
+        let mut subject = Self {
+            name,
+            address,
+            child,
+            startup: Duration::ZERO,
+        };
+        subject.startup = wait_for_first_answer(address, started)?;
+        Ok(subject)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU seconds (user + system) the process has used so far.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        cpu_seconds(self.pid())
+    }
+
+    /// Resident memory now and its peak (VmRSS, VmHWM), in KiB.
+    pub fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
+        memory_kib(self.pid())
+    }
+}
+
+impl Drop for Subject {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `GET /version` through the proxy until it answers 200.
+fn wait_for_first_answer(address: SocketAddr, started: Instant) -> anyhow::Result<Duration> {
+    use std::io::{Read, Write};
+    let deadline = started + Duration::from_secs(20);
+    loop {
+        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+            let _ = stream.write_all(
+                b"GET /version HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            );
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer);
+            if answer.starts_with(b"HTTP/1.1 200") {
+                return Ok(started.elapsed());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the proxy on {address} never answered /version"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// CPU seconds (user + system) used by process `pid`.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| anyhow::anyhow!("odd /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat; here 11 and 12 (0-based) after the name.
+    let ticks: u64 = fields
+        .get(11)
+        .zip(fields.get(12))
+        .and_then(|(u, s)| Some(u.parse::<u64>().ok()? + s.parse::<u64>().ok()?))
+        .ok_or_else(|| anyhow::anyhow!("no CPU times in /proc/{pid}/stat"))?;
+    Ok(ticks as f64 / clock_ticks_per_second())
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// (VmRSS, VmHWM) of process `pid` in KiB.
+pub fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}

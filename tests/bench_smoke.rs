@@ -1,0 +1,68 @@
+//! The side-by-side benchmark runs end to end (a short smoke mode): every target answers every
+//! workload without errors, every idle watch receives the next event, and the JSON, table and
+//! chart are produced. Its figures are never asserted: timed thresholds on this machine would
+//! be flaky, and the benchmark exists to measure, not to pass.
+
+use std::path::PathBuf;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_benchmark_runs_every_workload_against_every_target() {
+    let kubectl = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("kubectl"))
+        .find(|path| path.is_file())
+        .expect("kubectl must be installed (scripts/test-all installs it)");
+    let options = kprox_bench::Options::smoke(PathBuf::from(env!("CARGO_BIN_EXE_kprox")), kubectl);
+    let report = kprox_bench::run(&options).await.expect("benchmark runs");
+
+    let workloads = report.workloads();
+    assert_eq!(workloads.len(), kprox_bench::workloads().len());
+    for workload in &workloads {
+        for subject in kprox_bench::report::SUBJECTS {
+            let summary = report.summary(workload, subject);
+            assert!(
+                summary.requests_per_second > 0.0 && summary.errors == 0,
+                "{workload} via {subject}: {summary:?}"
+            );
+            assert!(summary.p50_ms <= summary.p99_ms, "{summary:?}");
+            if subject != "direct" {
+                assert!(
+                    summary.cpu_seconds_per_10k.is_finite() && summary.peak_rss_mib > 1.0,
+                    "{summary:?}"
+                );
+            }
+        }
+    }
+    for watches in &report.watches {
+        assert_eq!(watches.watches, options.watches, "{watches:?}");
+        assert_eq!(watches.received, watches.watches, "{watches:?}");
+    }
+    assert_eq!(
+        report.watches.len(),
+        2,
+        "idle watches run through both proxies"
+    );
+    assert_eq!(report.starts.len(), 2);
+
+    let json = report.to_json();
+    assert_eq!(
+        json["medians"].as_array().map(Vec::len),
+        Some(workloads.len() * 3)
+    );
+    let markdown = report.to_markdown();
+    assert!(
+        markdown.contains("| small GET, 64 connections | kprox |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("req/s kprox / kubectl proxy"),
+        "{markdown}"
+    );
+    let svg = report.to_svg();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("kubectl proxy"),
+        "{svg}"
+    );
+    assert_eq!(svg.matches("<rect x=").count(), workloads.len() * 3 + 3);
+}
