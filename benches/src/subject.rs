@@ -22,6 +22,9 @@ impl Subject {
         let mut command = Command::new(binary);
         command.args(["--port", "0", "--admin-address", "off", "--kubeconfig"]);
         command.arg(kubeconfig);
+        // The idle-watch workload holds 10,000 client connections; kprox's default cap is 1,000
+        // (kubectl proxy has none).
+        command.env("KPROX_LISTEN__MAX_CONNECTIONS", "20000");
         Self::spawn("kprox", command)
     }
 

@@ -5,7 +5,7 @@
 //! the choice of endpoint; [`UpstreamError`] says what failed and whether the request was sent.
 //! It knows nothing of credentials or clients: requests arrive ready to go.
 
-mod balancer;
+pub mod balancer;
 mod body;
 mod connect;
 mod discovery;

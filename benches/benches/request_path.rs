@@ -1,0 +1,128 @@
+//! Microbenchmarks of the work kprox adds to every request: judging it against the filters,
+//! normalising its path, sanitising its headers and adding the credential, and choosing the
+//! apiserver. `cargo bench -p kprox-bench --bench request_path`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, Method, header};
+use kprox_config::{
+    DEFAULT_ACCEPT_HOSTS, DEFAULT_ACCEPT_PATHS, DEFAULT_REJECT_METHODS, DEFAULT_REJECT_PATHS,
+    FilterConfig,
+};
+use kprox_listener::{Filter, hop_by_hop, normalise::normalise, sanitise};
+use kprox_upstream::Policy;
+use kprox_upstream::balancer::{Balancer, Load};
+
+const PATH: &str = "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb";
+const PATH_ONLY: &str = "/api/v1/namespaces/default/pods";
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn client_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8001"));
+    headers.insert(header::USER_AGENT, HeaderValue::from_static("curl/8.11.1"));
+    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_static("Bearer client-own-token"),
+    );
+    headers
+}
+
+fn filters(c: &mut Criterion) {
+    let filter = Filter::new(&FilterConfig {
+        accept_hosts: strings(DEFAULT_ACCEPT_HOSTS),
+        accept_paths: strings(DEFAULT_ACCEPT_PATHS),
+        reject_paths: strings(DEFAULT_REJECT_PATHS),
+        reject_methods: strings(DEFAULT_REJECT_METHODS),
+        disable: false,
+        pass_client_credentials: false,
+    })
+    .expect("the default filters compile");
+    let headers = client_headers();
+    c.bench_function("filter: default rules, accepted GET", |b| {
+        b.iter(|| {
+            black_box(filter.check(
+                black_box(&Method::GET),
+                black_box(PATH_ONLY),
+                black_box(&headers),
+                None,
+                false,
+            ))
+        })
+    });
+    c.bench_function("filter: default rules, rejected exec", |b| {
+        b.iter(|| {
+            black_box(filter.check(
+                black_box(&Method::POST),
+                black_box("/api/v1/namespaces/default/pods/web/exec"),
+                black_box(&headers),
+                None,
+                true,
+            ))
+        })
+    });
+}
+
+fn paths(c: &mut Criterion) {
+    c.bench_function("normalise: clean path", |b| {
+        b.iter(|| black_box(normalise(black_box(PATH_ONLY))))
+    });
+    c.bench_function("normalise: dot segments and escapes", |b| {
+        b.iter(|| {
+            black_box(normalise(black_box(
+                "/api/v1/./namespaces/%64efault/../default/pods",
+            )))
+        })
+    });
+    let _ = PATH;
+}
+
+fn headers(c: &mut Criterion) {
+    let snapshot = kprox_auth::Snapshot {
+        authorization: HeaderValue::from_str("Bearer kprox-own-token-0123456789")
+            .ok()
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            }),
+        ..kprox_auth::Snapshot::default()
+    };
+    c.bench_function(
+        "headers: hop-by-hop, strip client credentials, inject",
+        |b| {
+            b.iter_batched_ref(
+                client_headers,
+                |headers| {
+                    hop_by_hop::strip(headers);
+                    sanitise::strip_client_credentials(headers);
+                    kprox_auth::inject(headers, &snapshot);
+                },
+                criterion::BatchSize::SmallInput,
+            )
+        },
+    );
+}
+
+fn endpoints(c: &mut Criterion) {
+    let up = [true, true, true];
+    let loads: Vec<Arc<Load>> = (0..3).map(|_| Arc::new(Load::default())).collect();
+    for (name, policy) in [
+        ("least-request", Policy::LeastRequest),
+        ("round-robin", Policy::RoundRobin),
+    ] {
+        let balancer = Balancer::new(policy);
+        c.bench_function(&format!("balancer: {name}, 3 apiservers"), |b| {
+            b.iter(|| black_box(balancer.order(black_box(&up), &loads, None)))
+        });
+    }
+}
+
+criterion_group!(request_path, filters, paths, headers, endpoints);
+criterion_main!(request_path);
