@@ -17,9 +17,7 @@ fn header_values(request: &kprox_testkit::LoggedRequest, name: &str) -> Vec<Stri
 #[tokio::test(flavor = "multi_thread")]
 async fn as_flags_impersonate_and_client_impersonation_is_replaced() {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
+    let kprox = cluster.kprox(&[
         "--as",
         "alice",
         "--as-group",
@@ -480,19 +478,12 @@ async fn a_rotated_client_certificate_is_used_by_new_connections() {
     })
     .await;
     let dir = cluster.dir.path();
-    let first = cluster
-        .server
-        .pki()
-        .client_cert("robot", &[])
-        .expect("cert");
+    let (first, cert, key) = cluster.client_cert_files("robot", "robot");
     let second = cluster
         .server
         .pki()
         .client_cert("robot", &[])
         .expect("cert");
-    let (cert, key) = (dir.join("robot.crt"), dir.join("robot.key"));
-    std::fs::write(&cert, &first.cert_pem).expect("cert");
-    std::fs::write(&key, &first.key_pem).expect("key");
     let path = dir.join("cert-kubeconfig");
     kprox_testkit::KubeconfigBuilder::new()
         .cluster("fake", &cluster.server.url(), &cluster.server.ca_pem())
@@ -630,14 +621,7 @@ async fn an_exec_plugin_client_certificate_authenticates() {
     .await;
     let dir = cluster.dir.path();
     let plugin = kprox_testkit::write_exec_plugin(dir).expect("plugin");
-    let first = cluster
-        .server
-        .pki()
-        .client_cert("exec-robot", &[])
-        .expect("cert");
-    let (cert, key) = (dir.join("exec.crt"), dir.join("exec.key"));
-    std::fs::write(&cert, &first.cert_pem).expect("cert");
-    std::fs::write(&key, &first.key_pem).expect("key");
+    let (first, cert, key) = cluster.client_cert_files("exec-robot", "exec");
     let log = dir.join("exec.log");
     let path = dir.join("exec-cert-kubeconfig");
     kprox_testkit::KubeconfigBuilder::new()

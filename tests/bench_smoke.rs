@@ -7,11 +7,7 @@ use std::path::PathBuf;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_benchmark_runs_every_workload_against_every_target() {
-    let kubectl = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join("kubectl"))
-        .find(|path| path.is_file())
+    let kubectl = kprox_bench::which(std::path::Path::new("kubectl"))
         .expect("kubectl must be installed (scripts/test-all installs it)");
     let options = kprox_bench::Options::smoke(PathBuf::from(env!("CARGO_BIN_EXE_kprox")), kubectl);
     let report = kprox_bench::run(&options).await.expect("benchmark runs");

@@ -54,12 +54,7 @@ async fn environment_overrides_the_file_and_flags_override_both() {
     let cluster = Cluster::start().await;
     let config = cluster.dir.path().join("kprox.toml");
     std::fs::write(&config, "[listen]\naddress = \"127.0.0.2\"\n").expect("write");
-    let file_only = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--config",
-        &config.display().to_string(),
-    ]);
+    let file_only = cluster.kprox(&["--config", &config.display().to_string()]);
     assert!(
         file_only.address.starts_with("127.0.0.2:"),
         "{}",
@@ -344,12 +339,7 @@ async fn a_unix_socket_is_private_replaces_a_stale_one_and_serves_curl() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_prefix_is_stripped_and_paths_outside_it_are_404() {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--api-prefix",
-        "/k8s",
-    ]);
+    let kprox = cluster.kprox(&["--api-prefix", "/k8s"]);
     let text = ok_stdout(
         &run(
             "curl",
@@ -486,12 +476,7 @@ async fn insecure_skip_tls_verify_works_and_warns_loudly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keepalive_turns_on_tcp_keepalive_for_client_connections() {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--keepalive",
-        "7s",
-    ]);
+    let kprox = cluster.kprox(&["--keepalive", "7s"]);
     let client = std::net::TcpStream::connect(&kprox.address).expect("connect");
     let local = client.local_addr().expect("local address");
     // ss shows the server side's keepalive timer for the connection from our port.
@@ -520,9 +505,7 @@ async fn sigterm_drains_requests_refuses_new_ones_ends_watches_and_exits_zero() 
     let cluster = Cluster::start().await;
     let config = cluster.dir.path().join("grace.toml");
     std::fs::write(&config, "[listen]\nshutdown_grace = \"2s\"\n").expect("write");
-    let mut kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
+    let mut kprox = cluster.kprox(&[
         "--config",
         &config.display().to_string(),
         "--log-level",

@@ -408,12 +408,7 @@ async fn a_slow_apiserver_past_the_connect_timeout_answers_504() {
     cluster.server.set_behaviour(Behaviour::Blackhole).await;
     let config = cluster.dir.path().join("kprox.toml");
     std::fs::write(&config, "[upstream]\ntls_handshake_timeout = \"300ms\"\n").expect("write");
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--config",
-        &config.display().to_string(),
-    ]);
+    let kprox = cluster.kprox(&["--config", &config.display().to_string()]);
     let text = ok_stdout(
         &run(
             "curl",

@@ -207,7 +207,7 @@ async fn readyz_follows_the_apiservers_and_livez_the_process() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_access_log_names_requests_but_no_secret() {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg(), "--access-log"]);
+    let kprox = cluster.kprox(&["--access-log"]);
     let _ = run(
         "curl",
         &[
@@ -360,13 +360,7 @@ async fn the_status_page_in_chromium_shows_an_apiserver_going_down() {
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_are_one_object_per_line() {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--log-format",
-        "json",
-        "--access-log",
-    ]);
+    let kprox = cluster.kprox(&["--log-format", "json", "--access-log"]);
     traffic(&kprox, 1);
     let deadline = Instant::now() + Duration::from_secs(5);
     while !kprox.stderr().contains("kprox::access") && Instant::now() < deadline {

@@ -51,12 +51,7 @@ async fn sighup_applies_new_filters_without_dropping_a_watch_and_refuses_a_bad_c
     let cluster = Cluster::start().await;
     let config = cluster.dir.path().join("kprox.toml");
     std::fs::write(&config, "[log]\nlevel = \"info\"\n").expect("write");
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--config",
-        &config.display().to_string(),
-    ]);
+    let kprox = cluster.kprox(&["--config", &config.display().to_string()]);
     assert_eq!(post_status(&kprox, "before"), "201");
     // A watch open across the reload.
     let watch_url = kprox.url("/api/v1/namespaces/default/pods?watch=1");

@@ -20,9 +20,7 @@ async fn a_client_token_protects_a_remote_listener_and_never_reaches_the_apiserv
     let cluster = Cluster::start().await;
     let token_file = cluster.dir.path().join("client-token");
     std::fs::write(&token_file, "client-secret-123\n").expect("write");
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
+    let kprox = cluster.kprox(&[
         "--address",
         "0.0.0.0",
         "--client-token-file",
@@ -105,9 +103,7 @@ async fn client_certificates_protect_a_remote_tls_listener() {
         file("client.pem", &client.cert_pem),
         file("client.key", &client.key_pem),
     );
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
+    let kprox = cluster.kprox(&[
         "--address",
         "0.0.0.0",
         "--tls-cert-file",
@@ -146,9 +142,7 @@ async fn client_certificates_protect_a_remote_tls_listener() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_explicit_opt_out_serves_and_warns() {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
+    let kprox = cluster.kprox(&[
         "--address",
         "0.0.0.0",
         "--insecure-allow-unauthenticated-remote",

@@ -282,11 +282,7 @@ async fn client_identity_headers_never_reach_the_apiserver() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pass_client_credentials_restores_kubectls_forwarding() {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--pass-client-credentials",
-    ]);
+    let kprox = cluster.kprox(&["--pass-client-credentials"]);
     assert!(
         kprox.stderr().contains("pass-client-credentials is on") || {
             std::thread::sleep(Duration::from_millis(200));
@@ -371,12 +367,7 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_upgrade_closes_the_connection_and_drops_pipelined_bytes() {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--reject-paths",
-        "^$",
-    ]);
+    let kprox = cluster.kprox(&["--reject-paths", "^$"]);
     let request = "GET /api/v1/namespaces/default/pods/nonexistent/exec?command=id HTTP/1.1\r\nHost: localhost\r\n\
         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
         Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n\
@@ -425,14 +416,7 @@ async fn static_files_are_served_with_types_and_no_way_out() {
     std::fs::write(www.join("index.html"), "<h1>kprox</h1>").expect("write");
     std::fs::write(www.join("css/site.css"), "h1 { color: teal }").expect("write");
     std::fs::write(cluster.dir.path().join("secret.txt"), "do not serve").expect("write");
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--www",
-        &www.display().to_string(),
-        "--www-prefix",
-        "/ui/",
-    ]);
+    let kprox = cluster.kprox(&["--www", &www.display().to_string(), "--www-prefix", "/ui/"]);
     let page = ok_stdout(
         &run("curl", &["-sS", "--fail", "-D", "-", &kprox.url("/ui/")]),
         "curl index",
@@ -532,12 +516,7 @@ fn a_remote_address_is_refused_without_an_explicit_opt_in() {
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_past_the_cap_get_503_and_the_admin_listener_still_answers() {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--max-connections",
-        "3",
-    ]);
+    let kprox = cluster.kprox(&["--max-connections", "3"]);
     let held: Vec<TcpStream> = (0..3)
         .map(|_| TcpStream::connect(&kprox.address).expect("connect"))
         .collect();

@@ -57,12 +57,7 @@ const SPDY: &[(&str, &str)] = &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
 
 async fn exec_allowed() -> (Cluster, Kprox, tempfile::TempDir) {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
-        "--reject-paths",
-        "^$",
-    ]);
+    let kprox = cluster.kprox(&["--reject-paths", "^$"]);
     (cluster, kprox, tempfile::tempdir().expect("cache"))
 }
 
@@ -267,9 +262,7 @@ async fn an_idle_tunnel_is_closed_after_the_tunnel_idle_timeout() {
     let cluster = Cluster::start().await;
     let config = cluster.dir.path().join("kprox.toml");
     std::fs::write(&config, "[listen]\ntunnel_idle_timeout = \"1s\"\n").expect("write");
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &cluster.kubeconfig_arg(),
+    let kprox = cluster.kprox(&[
         "--reject-paths",
         "^$",
         "--config",

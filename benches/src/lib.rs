@@ -236,3 +236,22 @@ fn tls_config(server: &FakeApiServer) -> anyhow::Result<rustls::ClientConfig> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
+
+/// The path of `program` (searched in `PATH` unless it is a path already), or a clear error
+/// when it is not installed.
+pub fn which(program: &std::path::Path) -> anyhow::Result<PathBuf> {
+    if program.components().count() > 1 {
+        return Ok(program.to_owned());
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} is not installed; the benchmark compares kprox with kubectl proxy",
+                program.display()
+            )
+        })
+}

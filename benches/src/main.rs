@@ -41,7 +41,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let kubectl = which(&args.kubectl)?;
+    let kubectl = kprox_bench::which(&args.kubectl)?;
     let options = if args.smoke {
         kprox_bench::Options::smoke(args.kprox.clone(), kubectl)
     } else {
@@ -74,22 +74,4 @@ fn main() -> anyhow::Result<()> {
     println!("{markdown}");
     println!("written to {}", args.out.display());
     Ok(())
-}
-
-/// The path of `program`, or a clear error when it is not installed.
-fn which(program: &std::path::Path) -> anyhow::Result<PathBuf> {
-    if program.components().count() > 1 {
-        return Ok(program.to_owned());
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "{} is not installed; the benchmark compares kprox with kubectl proxy",
-                program.display()
-            )
-        })
 }

@@ -56,6 +56,35 @@ impl Cluster {
     pub fn kubeconfig_arg(&self) -> String {
         self.kubeconfig.display().to_string()
     }
+
+    /// Starts kprox with this cluster's kubeconfig and `args`.
+    pub fn kprox(&self, args: &[&str]) -> Kprox {
+        let kubeconfig = self.kubeconfig_arg();
+        let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+        all.extend_from_slice(args);
+        Kprox::start(&all)
+    }
+
+    /// Issues a client certificate for `user` and writes it to `STEM.crt` and `STEM.key` in
+    /// the cluster's directory; returns the certificate and the two paths.
+    pub fn client_cert_files(
+        &self,
+        user: &str,
+        stem: &str,
+    ) -> (kprox_testkit::CertifiedPem, PathBuf, PathBuf) {
+        let issued = self
+            .server
+            .pki()
+            .client_cert(user, &[])
+            .expect("client certificate");
+        let (cert, key) = (
+            self.dir.path().join(format!("{stem}.crt")),
+            self.dir.path().join(format!("{stem}.key")),
+        );
+        std::fs::write(&cert, &issued.cert_pem).expect("write certificate");
+        std::fs::write(&key, &issued.key_pem).expect("write key");
+        (issued, cert, key)
+    }
 }
 
 /// A running kprox process; killed when dropped.
@@ -243,16 +272,8 @@ pub fn kubectl(kprox: &Kprox, cache: &Path, args: &[&str]) -> Output {
 
 /// Peak resident memory (VmHWM) and current (VmRSS) of a process, in KiB.
 pub fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
+    let (rss, peak) = kprox_bench::subject::memory_kib(pid).expect("proc status");
+    (peak, rss)
 }
 
 /// GETs `url` with curl, failing the test unless the answer is 2xx; returns nothing.
