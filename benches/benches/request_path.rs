@@ -15,7 +15,6 @@ use kprox_listener::{Filter, hop_by_hop, normalise::normalise, sanitise};
 use kprox_upstream::Policy;
 use kprox_upstream::balancer::{Balancer, Load};
 
-const PATH: &str = "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb";
 const PATH_ONLY: &str = "/api/v1/namespaces/default/pods";
 
 fn strings(list: &[&str]) -> Vec<String> {
@@ -81,7 +80,6 @@ fn paths(c: &mut Criterion) {
             )))
         })
     });
-    let _ = PATH;
 }
 
 fn headers(c: &mut Criterion) {

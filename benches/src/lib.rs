@@ -182,17 +182,10 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         }
         // Through the proxies only: the figure is the proxy's memory, and 10,000 direct TLS
         // watches would need 20,000 descriptors in this one process (the fake runs here too).
-        for (name, target, subject) in [
-            ("kprox", Target::Plain(kprox.address), Some(&kprox)),
-            (
-                "kubectl proxy",
-                Target::Plain(kubectl.address),
-                Some(&kubectl),
-            ),
-        ] {
+        for subject in [&kprox, &kubectl] {
             report
                 .watches
-                .push(idle_watches(&server, name, round, &target, subject, options.watches).await?);
+                .push(idle_watches(&server, subject, round, options.watches).await?);
         }
     }
     Ok(report)
@@ -201,16 +194,14 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 /// Opens the watches, weighs the proxy, sends one event and counts the watches that saw it.
 async fn idle_watches(
     server: &FakeApiServer,
-    name: &str,
+    subject: &Subject,
     round: usize,
-    target: &Target,
-    subject: Option<&Subject>,
     count: usize,
 ) -> anyhow::Result<WatchRecord> {
-    let open = watches::open(target, count, 200).await?;
+    let open = watches::open(&Target::Plain(subject.address), count, 200).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_kib = subject.map(|s| s.memory_kib().map(|m| m.0)).transpose()?;
-    let event_name = format!("bench-event-{round}-{}", name.replace(' ', "-"));
+    let rss_kib = subject.memory_kib()?.0;
+    let event_name = format!("bench-event-{round}-{}", subject.name.replace(' ', "-"));
     server.store().create(
         Resource::ConfigMaps,
         "default",
@@ -218,7 +209,7 @@ async fn idle_watches(
     )?;
     let received = open.wait_for(open.opened, Duration::from_secs(30)).await;
     Ok(WatchRecord {
-        subject: name.to_owned(),
+        subject: subject.name.to_owned(),
         round,
         watches: open.opened,
         received,

@@ -33,7 +33,7 @@ pub struct WatchRecord {
     /// Watches that received the event sent after all were open.
     pub received: usize,
     /// The proxy's RSS with every watch open, in KiB.
-    pub rss_kib: Option<u64>,
+    pub rss_kib: u64,
 }
 
 /// A proxy's start in one round.
@@ -143,11 +143,7 @@ impl Report {
             .iter()
             .filter(|w| w.subject == subject)
             .collect();
-        let rss = median(
-            mine.iter()
-                .map(|w| w.rss_kib.map_or(f64::NAN, |k| k as f64 / 1024.0))
-                .collect(),
-        );
+        let rss = median(mine.iter().map(|w| w.rss_kib as f64 / 1024.0).collect());
         let opened = mine.iter().map(|w| w.watches).min().unwrap_or(0);
         let received = mine.iter().map(|w| w.received).min().unwrap_or(0);
         (rss, opened, received)

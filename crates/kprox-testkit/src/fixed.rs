@@ -15,16 +15,6 @@ pub const SMALL_LIST_PATH: &str = "/api/v1/namespaces/bench/configmaps";
 /// The namespace whose ConfigMap list is the large (~1 MiB) answer.
 pub const LARGE_LIST_PATH: &str = "/api/v1/namespaces/bench-large/configmaps";
 
-/// The size of the small list body in bytes.
-pub fn small_list_len() -> usize {
-    small_list().len()
-}
-
-/// The size of the large list body in bytes.
-pub fn large_list_len() -> usize {
-    large_list().len()
-}
-
 /// The fixed answer for `method` on `path`, if it is one of the benchmark's.
 pub(crate) fn answer(method: &Method, path: &str) -> Option<Response<Body>> {
     let (status, body) = match (method, path) {
