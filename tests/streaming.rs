@@ -270,24 +270,13 @@ async fn an_idle_tunnel_is_closed_after_the_tunnel_idle_timeout() {
     ]);
     let cache = tempfile::tempdir().expect("cache");
     // stdin stays open and silent: the tunnel carries nothing either way.
-    let mut child = Command::new(require_tool("kubectl"))
-        .args([
-            "--server",
-            &kprox.url(""),
-            "--cache-dir",
-            &cache.path().display().to_string(),
-            "exec",
-            "-i",
-            "alpha",
-            "--",
-            "cat",
-        ])
-        .env("KUBECONFIG", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl");
+    let mut child =
+        support::kubectl_command(&kprox, cache.path(), &["exec", "-i", "alpha", "--", "cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl");
     let _stdin = child.stdin.take();
     let started = std::time::Instant::now();
     let ended = loop {

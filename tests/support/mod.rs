@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -251,6 +253,18 @@ pub fn ok_stdout(output: &Output, what: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A kubectl command against kprox with its own discovery cache, for callers that need its
+/// pipes (stdin fed slowly, stdout read slowly).
+pub fn kubectl_command(kprox: &Kprox, cache: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(require_tool("kubectl"));
+    command
+        .args(["--server", &kprox.url(""), "--cache-dir"])
+        .arg(cache)
+        .args(args)
+        .env("KUBECONFIG", "/dev/null");
+    command
 }
 
 /// A kubectl invocation against kprox, with its own discovery cache.

@@ -71,6 +71,31 @@ pub struct ListenConfig {
     /// long to finish, then watch streams end cleanly and tunnels close. Default 25 s (inside a
     /// pod's 30 s termination grace period).
     pub shutdown_grace: GoDuration,
+    /// Limits on what one client may send and how slowly; see [`ListenLimits`].
+    pub limits: ListenLimits,
+}
+
+/// Limits and timeouts on client connections (`[listen.limits]`). Watches and exec/attach/
+/// port-forward tunnels are exempt from the request timeouts: a watch may wait hours for an
+/// event and a tunnel has `listen.tunnel_idle_timeout`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ListenLimits {
+    /// Most header fields in one request; more → `431`. Default 100 (Envoy's and hyper's).
+    pub max_headers: u32,
+    /// Most bytes in one request's start line and headers; more → `431`. Default 64 KiB
+    /// (a 16 KiB bearer token fits four times over).
+    pub max_header_bytes: u32,
+    /// Most bytes in one request body; more → `413`. Default 3 MiB, the apiserver's own limit.
+    pub max_body_bytes: u64,
+    /// Time from the first byte of a request to the end of its headers. Default 30 s.
+    pub header_read_timeout: GoDuration,
+    /// A keep-alive connection with no request for this long is closed. Default 90 s.
+    pub idle_timeout: GoDuration,
+    /// Time allowed for a whole request body to arrive. Default 60 s.
+    pub body_read_timeout: GoDuration,
+    /// A response (a watch included) that the client does not read for this long is abandoned
+    /// and the connection closed. Default 60 s.
+    pub write_timeout: GoDuration,
 }
 
 /// Which requests are accepted. Regexes are validated here and compiled by the listener.

@@ -13,8 +13,8 @@ pub mod raw;
 mod validate;
 
 pub use config::{
-    AdminConfig, Config, FilterConfig, KubeconfigConfig, ListenConfig, LogConfig, LogFormat,
-    UpstreamConfig, WwwConfig,
+    AdminConfig, Config, FilterConfig, KubeconfigConfig, ListenConfig, ListenLimits, LogConfig,
+    LogFormat, UpstreamConfig, WwwConfig,
 };
 pub use duration::{DurationError, GoDuration};
 pub use error::ConfigError;

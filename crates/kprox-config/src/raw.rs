@@ -73,6 +73,28 @@ pub struct RawListen {
     pub max_connections: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_grace: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<RawListenLimits>,
+}
+
+/// `[listen.limits]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawListenLimits {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_headers: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_read_timeout: Option<GoDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_timeout: Option<GoDuration>,
 }
 
 /// `[filter]`: kubectl proxy's request filter flags, plus client credential handling.

@@ -9,7 +9,7 @@ use serde::Serializer;
 use crate::raw::RawConfig;
 use crate::{
     AdminConfig, Config, ConfigError, FilterConfig, GoDuration, KubeconfigConfig, ListenConfig,
-    LogConfig, LogFormat, UpstreamConfig, WwwConfig,
+    ListenLimits, LogConfig, LogFormat, UpstreamConfig, WwwConfig,
 };
 
 /// kubectl proxy's default `--address`.
@@ -43,6 +43,20 @@ pub const DEFAULT_EXEC_TIMEOUT: GoDuration = GoDuration::from_secs(30);
 pub const DEFAULT_SHUTDOWN_GRACE: GoDuration = GoDuration::from_secs(25);
 /// Client connections at once.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
+/// Header fields in one request (Envoy's and hyper's default).
+pub const DEFAULT_MAX_HEADERS: u32 = 100;
+/// Bytes of start line and headers in one request.
+pub const DEFAULT_MAX_HEADER_BYTES: u32 = 64 * 1024;
+/// Bytes in one request body: the apiserver's own `MaxRequestBodyBytes`.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 3 * 1024 * 1024;
+/// From a request's first byte to the end of its headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: GoDuration = GoDuration::from_secs(30);
+/// A keep-alive client connection with no request.
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(90);
+/// A whole request body.
+pub const DEFAULT_BODY_READ_TIMEOUT: GoDuration = GoDuration::from_secs(60);
+/// A response the client does not read.
+pub const DEFAULT_WRITE_TIMEOUT: GoDuration = GoDuration::from_secs(60);
 /// The kubelet's default `--streaming-connection-idle-timeout`.
 pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(4 * 3600);
 /// Dial timeout: KubePrism's 5 s rather than client-go's 30 s, so that a dead apiserver costs a
@@ -183,6 +197,7 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             }
             n => n,
         },
+        limits: limits(&err, listen.limits.clone().unwrap_or_default())?,
     };
 
     let filter = raw.filter.clone().unwrap_or_default();
@@ -461,6 +476,73 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
     })
 }
 
+/// `[listen.limits]`: every limit positive; the header limit large enough for real tokens.
+fn limits(
+    err: &dyn Fn(&str, String, &str) -> ConfigError,
+    raw: crate::raw::RawListenLimits,
+) -> Result<ListenLimits, ConfigError> {
+    let at_least = |key: &str, value: u64, minimum: u64, default: u64| {
+        if value < minimum {
+            Err(err(
+                key,
+                format!("{value} is below the smallest sensible value, {minimum}"),
+                &format!("write a number of at least {minimum} (default {default})"),
+            ))
+        } else {
+            Ok(value)
+        }
+    };
+    let max_headers = at_least(
+        "listen.limits.max_headers",
+        raw.max_headers.unwrap_or(DEFAULT_MAX_HEADERS).into(),
+        16,
+        DEFAULT_MAX_HEADERS.into(),
+    )?;
+    let max_header_bytes = at_least(
+        "listen.limits.max_header_bytes",
+        raw.max_header_bytes
+            .unwrap_or(DEFAULT_MAX_HEADER_BYTES)
+            .into(),
+        8 * 1024,
+        DEFAULT_MAX_HEADER_BYTES.into(),
+    )?;
+    let max_body_bytes = at_least(
+        "listen.limits.max_body_bytes",
+        raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        1024,
+        DEFAULT_MAX_BODY_BYTES,
+    )?;
+    Ok(ListenLimits {
+        max_headers: u32::try_from(max_headers).unwrap_or(u32::MAX),
+        max_header_bytes: u32::try_from(max_header_bytes).unwrap_or(u32::MAX),
+        max_body_bytes,
+        header_read_timeout: positive_duration(
+            err,
+            "listen.limits.header_read_timeout",
+            raw.header_read_timeout,
+            DEFAULT_HEADER_READ_TIMEOUT,
+        )?,
+        idle_timeout: positive_duration(
+            err,
+            "listen.limits.idle_timeout",
+            raw.idle_timeout,
+            DEFAULT_CLIENT_IDLE_TIMEOUT,
+        )?,
+        body_read_timeout: positive_duration(
+            err,
+            "listen.limits.body_read_timeout",
+            raw.body_read_timeout,
+            DEFAULT_BODY_READ_TIMEOUT,
+        )?,
+        write_timeout: positive_duration(
+            err,
+            "listen.limits.write_timeout",
+            raw.write_timeout,
+            DEFAULT_WRITE_TIMEOUT,
+        )?,
+    })
+}
+
 fn positive_duration(
     err: &dyn Fn(&str, String, &str) -> ConfigError,
     key: &str,
@@ -471,7 +553,7 @@ fn positive_duration(
     if value.is_zero() {
         return Err(err(
             key,
-            "0s would close every tunnel at once".to_owned(),
+            "0s would end every connection at once".to_owned(),
             &format!("write a positive duration (default {default})"),
         ));
     }

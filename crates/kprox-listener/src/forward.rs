@@ -12,9 +12,10 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use kprox_auth::Credentials;
-use kprox_upstream::{BoxError, Upstream, UpstreamError};
+use kprox_upstream::{Upstream, UpstreamError};
 
 use crate::body::ProxyBody;
+use crate::request_body::{BodyLimits, LimitedBody, Verdict};
 use crate::status::status_response;
 use crate::upgrade::Tunnels;
 use crate::{hop_by_hop, sanitise};
@@ -27,6 +28,8 @@ pub struct ForwardSettings {
     /// Forward the client's `Authorization` / `Impersonate-*` instead of removing them; kprox's
     /// credential is then added only when the client sent none (kubectl proxy's behaviour).
     pub pass_client_credentials: bool,
+    /// The size and time limits on request bodies.
+    pub body_limits: BodyLimits,
 }
 
 /// Forwards requests to the upstream with kprox's credentials.
@@ -60,7 +63,7 @@ impl Forwarder {
     }
 
     /// The client's body, streamed, its bytes counted.
-    fn counted(&self, body: Incoming) -> kprox_upstream::RequestBody {
+    fn counted(&self, body: ClientBody) -> kprox_upstream::RequestBody {
         let counter = self.request_bytes.clone();
         body.map_frame(move |frame| {
             if let Some(data) = frame.data_ref() {
@@ -68,8 +71,32 @@ impl Forwarder {
             }
             frame
         })
-        .map_err(|e| -> BoxError { Box::new(e) })
         .boxed()
+    }
+
+    /// The client's body held to the limits; the verdict says why it failed, if it did.
+    fn limited(&self, body: Incoming) -> (ClientBody, Arc<Verdict>) {
+        LimitedBody::new(body, self.settings.body_limits)
+    }
+
+    /// The answer when sending failed: the body's own fault (413, 408) or the upstream's.
+    fn failure(&self, error: &UpstreamError, verdict: &Verdict) -> Response<ProxyBody> {
+        match verdict.refusal(&self.settings.body_limits) {
+            Some((code, message)) => closing(status_response(code, &message)),
+            None => upstream_failure(error),
+        }
+    }
+
+    /// A declared body length over the cap is refused before anything is read or sent.
+    fn declared_too_large(&self, headers: &HeaderMap) -> Option<Response<ProxyBody>> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())?;
+        (declared > self.settings.body_limits.max_bytes).then(|| {
+            let (code, message) = crate::request_body::too_large(&self.settings.body_limits);
+            closing(status_response(code, &message))
+        })
     }
 
     /// The credentials in force (replaced by a live reload).
@@ -139,6 +166,10 @@ impl Forwarder {
                 "the request target cannot be forwarded",
             );
         };
+        if let Some(refusal) = self.declared_too_large(&parts.headers) {
+            return refusal;
+        }
+        let (body, verdict) = self.limited(body);
         parts.uri = uri;
         self.prepare_without_credentials(&mut parts.headers, client);
         // The upstream chooses HTTP/2 or HTTP/1.1 per connection and sets Host / :authority.
@@ -151,17 +182,17 @@ impl Forwarder {
             return self
                 .send(parts, self.counted(body), &snapshot, ours)
                 .await
-                .unwrap_or_else(|e| upstream_failure(&e));
+                .unwrap_or_else(|e| self.failure(&e, &verdict));
         }
         // A refusal of kprox's credential can be answered by refreshing it and sending again,
         // if the body can be sent again: keep small bodies (and the head) for that.
-        let bytes = match self.replayable_body(&parts.headers, body).await {
+        let bytes = match self.replayable_body(&parts.headers, body, &verdict).await {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(streaming)) => {
                 return self
                     .send(parts, streaming, &snapshot, ours)
                     .await
-                    .unwrap_or_else(|e| upstream_failure(&e));
+                    .unwrap_or_else(|e| self.failure(&e, &verdict));
             }
             Err(response) => return response,
         };
@@ -195,7 +226,8 @@ impl Forwarder {
     async fn replayable_body(
         &self,
         headers: &HeaderMap,
-        body: Incoming,
+        body: ClientBody,
+        verdict: &Verdict,
     ) -> Result<Result<Bytes, kprox_upstream::RequestBody>, Response<ProxyBody>> {
         if body.is_end_stream() {
             return Ok(Ok(Bytes::new()));
@@ -214,10 +246,13 @@ impl Forwarder {
                     self.request_bytes.inc_by(bytes.len() as u64);
                     Ok(Ok(bytes))
                 }
-                Err(_) => Err(status_response(
-                    StatusCode::BAD_REQUEST,
-                    "the request body could not be read",
-                )),
+                Err(_) => Err(match verdict.refusal(&self.settings.body_limits) {
+                    Some((code, message)) => closing(status_response(code, &message)),
+                    None => status_response(
+                        StatusCode::BAD_REQUEST,
+                        "the request body could not be read",
+                    ),
+                }),
             },
             _ => Ok(Err(self.counted(body))),
         }
@@ -269,7 +304,7 @@ impl Forwarder {
                 .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         }
         parts.version = http::Version::HTTP_11;
-        let body = self.counted(body);
+        let body = self.counted(self.limited(body).0);
         let mut response = match self
             .upstream
             .send_upgrade(Request::from_parts(parts, body))
@@ -289,6 +324,9 @@ impl Forwarder {
         closing(Response::from_parts(parts, body.boxed_unsync()))
     }
 }
+
+/// A client's request body under kprox's limits.
+type ClientBody = LimitedBody<Incoming>;
 
 /// Largest request body kept in memory so that it can be sent again after a credential refresh.
 const REPLAY_LIMIT: usize = 64 * 1024;

@@ -9,6 +9,7 @@
 
 mod body;
 mod client_auth;
+mod client_io;
 mod drain;
 pub mod filter;
 mod forward;
@@ -16,6 +17,8 @@ pub mod hop_by_hop;
 pub mod normalise;
 mod observe;
 mod pipeline;
+mod request_body;
+mod request_head;
 pub mod sanitise;
 mod serve;
 mod status;
@@ -25,10 +28,13 @@ mod www;
 
 pub use body::{BoxError, ProxyBody, full};
 pub use client_auth::ClientToken;
+pub use client_io::ConnectionTimeouts;
 pub use drain::Drain;
 pub use filter::Filter;
 pub use forward::{ForwardSettings, Forwarder};
 pub use pipeline::Pipeline;
+pub use request_body::BodyLimits;
+pub use request_head::HeadLimits;
 pub use serve::{Handler, Listener, ServeSettings, serve};
 pub use status::{reason, status_response};
 pub use upgrade::Tunnels;

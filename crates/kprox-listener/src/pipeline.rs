@@ -26,6 +26,7 @@ use crate::filter::Filter;
 use crate::forward::Forwarder;
 use crate::normalise::normalise;
 use crate::observe::{Finish, Observed};
+use crate::request_head::HeadLimits;
 use crate::serve::Handler;
 use crate::status::status_response;
 use crate::upgrade;
@@ -43,6 +44,7 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     access_log: bool,
     drain: Arc<crate::Drain>,
+    head_limits: HeadLimits,
 }
 
 /// Request kinds, as metrics index them.
@@ -82,6 +84,7 @@ impl Pipeline {
             metrics,
             access_log: false,
             drain: Arc::new(crate::Drain::default()),
+            head_limits: HeadLimits::default(),
         }
     }
 
@@ -106,6 +109,12 @@ impl Pipeline {
     /// Ends this pipeline's watches when `drain` says so (graceful shutdown).
     pub fn with_drain(mut self, drain: Arc<crate::Drain>) -> Self {
         self.drain = drain;
+        self
+    }
+
+    /// Refuses requests whose headers are over these limits (431).
+    pub fn with_head_limits(mut self, limits: HeadLimits) -> Self {
+        self.head_limits = limits;
         self
     }
 
@@ -214,7 +223,22 @@ impl Handler for Pipeline {
             .map_or_else(|_| "(refused)".to_owned(), Clone::clone);
         self.metrics.in_flight().inc();
 
-        let mut response = self.route(request, path, client).await;
+        let mut response = match (
+            self.head_limits.check(&request),
+            crate::request_head::check_framing(&request),
+        ) {
+            (Ok(()), Ok(())) => self.route(request, path, client).await,
+            (Err(why), _) => crate::forward::closing(self.refuse(
+                "headers",
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                &format!("kprox refused this request: {why}"),
+            )),
+            (_, Err(why)) => crate::forward::closing(self.refuse(
+                "framing",
+                StatusCode::BAD_REQUEST,
+                &format!("kprox refused this request: {why}"),
+            )),
+        };
         // A refused upgrade ends the connection: whatever the client sends next was meant for
         // another protocol and must not be read as HTTP.
         if kind == UPGRADE && response.status() != StatusCode::SWITCHING_PROTOCOLS {

@@ -19,6 +19,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::body::ProxyBody;
+use crate::client_io::{ClientIo, ConnectionState, ConnectionTimeouts, ExchangeBody};
+use crate::request_head::HeadLimits;
 
 /// A bound listening socket.
 #[derive(Debug)]
@@ -53,8 +55,11 @@ impl Listener {
 pub struct ServeSettings {
     /// TCP keepalive for client connections; `None` leaves the OS default.
     pub keepalive: Option<Duration>,
-    /// How long a client may take to send request headers (and finish a TLS handshake).
-    pub header_read_timeout: Duration,
+    /// Idle, header-read (also the TLS handshake's limit) and write timeouts.
+    pub timeouts: ConnectionTimeouts,
+    /// Header limits; hyper refuses outright at twice these (the pipeline answers 431 with a
+    /// `Status` body below that).
+    pub head_limits: HeadLimits,
     /// Serve HTTPS with this configuration instead of plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Where to count connections.
@@ -128,14 +133,31 @@ pub async fn serve<H: Handler>(
             let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive);
         }
         let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(request, client).await) }
-        });
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(settings.header_read_timeout);
+        let state = Arc::new(ConnectionState::default());
+        let timeouts = settings.timeouts;
+        let service = {
+            let state = state.clone();
+            service_fn(move |request| {
+                let handler = handler.clone();
+                let in_flight = state.begin();
+                let state = state.clone();
+                async move {
+                    if state.take_ambiguous() {
+                        let refusal = crate::forward::closing(crate::status_response(
+                            http::StatusCode::BAD_REQUEST,
+                            "kprox refused this request: its body is framed ambiguously (Content-Length with Transfer-Encoding, or more than one Content-Length)",
+                        ));
+                        return Ok(refusal.map(|body| ExchangeBody::new(body, in_flight)));
+                    }
+                    let response = handler.handle(request, client).await;
+                    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                        state.upgraded();
+                    }
+                    Ok::<_, Infallible>(response.map(|body| ExchangeBody::new(body, in_flight)))
+                }
+            })
+        };
+        let builder = http1_builder(&settings);
         let Ok(permit) = capacity.clone().try_acquire_owned() else {
             // Over the cap: answer at once and close, without reading the request.
             if let Some(metrics) = &settings.metrics {
@@ -152,14 +174,17 @@ pub async fn serve<H: Handler>(
         let guard = (settings.metrics.clone().map(OpenConnection::new), permit);
         match (io, settings.tls.clone()) {
             (Stream::Tcp(tcp), Some(tls)) => {
-                let handshake_timeout = settings.header_read_timeout;
+                let handshake_timeout = settings.timeouts.header_read;
                 connections.spawn(async move {
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => {
                             run_connection(
                                 builder
-                                    .serve_connection(TokioIo::new(tls), service)
+                                    .serve_connection(
+                                        TokioIo::new(ClientIo::new(tls, state, timeouts)),
+                                        service,
+                                    )
                                     .with_upgrades(),
                                 stop,
                                 guard,
@@ -173,14 +198,14 @@ pub async fn serve<H: Handler>(
             }
             (Stream::Tcp(tcp), None) => connections.spawn(run_connection(
                 builder
-                    .serve_connection(TokioIo::new(tcp), service)
+                    .serve_connection(TokioIo::new(ClientIo::new(tcp, state, timeouts)), service)
                     .with_upgrades(),
                 stop,
                 guard,
             )),
             (Stream::Unix(unix), _) => connections.spawn(run_connection(
                 builder
-                    .serve_connection(TokioIo::new(unix), service)
+                    .serve_connection(TokioIo::new(ClientIo::new(unix, state, timeouts)), service)
                     .with_upgrades(),
                 stop,
                 guard,
@@ -213,6 +238,24 @@ pub async fn serve<H: Handler>(
             connections.abort_all();
         }
     }
+}
+
+/// hyper's HTTP/1.1 server with kprox's hard limits. Its header timer (from the end of one
+/// response to the end of the next request's headers) is only a backstop: `ClientIo` enforces
+/// the idle and header-read timeouts separately and sooner.
+fn http1_builder(settings: &ServeSettings) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    let hard_max_bytes = settings.head_limits.hard_max_bytes();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.timeouts.idle + settings.timeouts.header_read)
+        .max_headers(settings.head_limits.hard_max_headers())
+        .max_header_size(hard_max_bytes);
+    // hyper's read buffer (about 400 KiB by default) must hold the largest head allowed.
+    if hard_max_bytes + 8192 > 400 * 1024 {
+        builder.max_buf_size(hard_max_bytes + 8192);
+    }
+    builder
 }
 
 /// Drives one connection; on shutdown, asks hyper to finish the current exchange and close.

@@ -197,6 +197,7 @@ impl ProxyFlags {
             client_token_file: self.client_token_file.clone(),
             max_connections: self.max_connections,
             shutdown_grace: None,
+            limits: None,
         };
         let filter = RawFilter {
             accept_hosts: regex_list(&self.accept_hosts),

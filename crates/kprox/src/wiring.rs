@@ -134,6 +134,11 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
     })
     .context("setting up the upstream")?;
 
+    let limits = &config.listen.limits;
+    let head_limits = kprox_listener::HeadLimits {
+        max_headers: limits.max_headers as usize,
+        max_bytes: limits.max_header_bytes as usize,
+    };
     let forward = ForwardSettings {
         server_path: if config.kubeconfig.append_server_path {
             upstream.base_path().to_owned()
@@ -141,6 +146,10 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
             String::new()
         },
         pass_client_credentials: config.filter.pass_client_credentials,
+        body_limits: kprox_listener::BodyLimits {
+            max_bytes: limits.max_body_bytes,
+            read_timeout: limits.body_read_timeout.get(),
+        },
     };
     if forward.pass_client_credentials {
         tracing::warn!(
@@ -217,7 +226,8 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         metrics.clone(),
     )
     .with_access_log(config.log.access)
-    .with_drain(drain.clone());
+    .with_drain(drain.clone())
+    .with_head_limits(head_limits);
     let mut client_token = None;
     if let Some(path) = &config.listen.client_token_file {
         let expected = Credentials::start(&CredentialSpec::TokenFile(path.clone()))
@@ -236,7 +246,12 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
     };
     let serve_settings = ServeSettings {
         keepalive: (!config.listen.keepalive.is_zero()).then(|| config.listen.keepalive.get()),
-        header_read_timeout: std::time::Duration::from_secs(30),
+        timeouts: kprox_listener::ConnectionTimeouts {
+            idle: limits.idle_timeout.get(),
+            header_read: limits.header_read_timeout.get(),
+            write: limits.write_timeout.get(),
+        },
+        head_limits,
         tls,
         metrics: Some(metrics.clone()),
         max_connections: usize::try_from(config.listen.max_connections).unwrap_or(usize::MAX),

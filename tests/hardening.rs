@@ -1,0 +1,740 @@
+//! REFERENCE.md §3 items 14, 16, 17, 18, 20, 24, 25 and the response-splitting half of the
+//! smuggling bar: limits, timeouts and malformed HTTP, each over a real socket to a real kprox,
+//! with what the apiserver saw checked as well as what the client got.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kprox_testkit::{FakeOptions, RawUpstream};
+use support::raw::{Raw, exchange_async};
+use support::{Cluster, Kprox, TOKEN, require_tool};
+
+/// Every limit small, so that each can be crossed in a second or two.
+const TIGHT: &[(&str, &str)] = &[
+    ("KPROX_LISTEN__LIMITS__HEADER_READ_TIMEOUT", "1s"),
+    ("KPROX_LISTEN__LIMITS__IDLE_TIMEOUT", "1s"),
+    ("KPROX_LISTEN__LIMITS__BODY_READ_TIMEOUT", "1s"),
+    ("KPROX_LISTEN__LIMITS__WRITE_TIMEOUT", "1s"),
+];
+
+fn tight_kprox(cluster: &Cluster, args: &[&str]) -> Kprox {
+    let kubeconfig = cluster.kubeconfig_arg();
+    let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
+    all.extend_from_slice(args);
+    Kprox::start_with_env(&all, TIGHT)
+}
+
+fn assert_status(raw: &Raw, code: u16, what: &str) {
+    assert_eq!(raw.status, code, "{what}: {}", raw.all);
+    let body: serde_json::Value = serde_json::from_str(&raw.body)
+        .unwrap_or_else(|e| panic!("{what}: the body is not a Status ({e}): {}", raw.body));
+    assert_eq!(body["kind"], "Status", "{what}: {body}");
+    assert_eq!(body["code"], code, "{what}: {body}");
+}
+
+fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n")
+}
+
+// §3.16: too many or too large headers → 431; a 16 KiB bearer JWT still passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn headers_over_the_limits_get_431_and_a_16_kib_token_passes() {
+    let cluster = Cluster::start().await;
+    let kprox = cluster.kprox(&[]);
+
+    let jwt = format!("Authorization: Bearer {}\r\n", "e".repeat(16 * 1024));
+    let raw = exchange_async(
+        &kprox.address,
+        get(
+            "/api/v1/namespaces/jwt/pods",
+            &(jwt + "Connection: close\r\n"),
+        ),
+    )
+    .await;
+    assert_eq!(raw.status, 200, "a 16 KiB token must pass: {}", raw.head);
+    let seen = cluster.server.requests_to("/api/v1/namespaces/jwt/pods");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0].headers.get_all("authorization").iter().count(),
+        1,
+        "exactly one Authorization upstream"
+    );
+    assert_eq!(seen[0].headers["authorization"], format!("Bearer {TOKEN}"));
+
+    let many: String = (0..101).map(|i| format!("X-Many-{i}: {i}\r\n")).collect();
+    let raw = exchange_async(&kprox.address, get("/api/v1/namespaces/many/pods", &many)).await;
+    assert_status(&raw, 431, "101 header fields");
+    assert!(
+        raw.body.contains("listen.limits.max_headers"),
+        "{}",
+        raw.body
+    );
+
+    let big = format!("X-Big: {}\r\n", "b".repeat(70 * 1024));
+    let raw = exchange_async(&kprox.address, get("/api/v1/namespaces/big/pods", &big)).await;
+    assert_status(&raw, 431, "a 70 KiB header");
+    assert!(
+        raw.body.contains("listen.limits.max_header_bytes"),
+        "{}",
+        raw.body
+    );
+
+    // Past hyper's hard ceiling (twice the limit) the head is never even parsed.
+    let huge = format!("X-Huge: {}\r\n", "h".repeat(300 * 1024));
+    let raw = exchange_async(&kprox.address, get("/api/v1/namespaces/huge/pods", &huge)).await;
+    assert_eq!(raw.status, 431, "{}", raw.head);
+
+    for namespace in ["many", "big", "huge"] {
+        assert!(
+            cluster
+                .server
+                .requests_to(&format!("/api/v1/namespaces/{namespace}/"))
+                .is_empty(),
+            "{namespace}: a refused request reached the apiserver"
+        );
+    }
+}
+
+// §3.24: request bodies over the cap (the apiserver's 3 MiB) → 413; bodies up to it pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_the_cap_get_413_and_never_reach_the_apiserver() {
+    let cluster = Cluster::start().await;
+    let kprox = cluster.kprox(&[]);
+    let cap = 3 * 1024 * 1024;
+
+    // Declared too large: refused before a byte of the body is read.
+    let raw = exchange_async(
+        &kprox.address,
+        format!(
+            "POST /api/v1/namespaces/declared/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            cap + 1
+        ),
+    )
+    .await;
+    assert_status(&raw, 413, "Content-Length over the cap");
+    assert!(
+        raw.body.contains("listen.limits.max_body_bytes"),
+        "{}",
+        raw.body
+    );
+    assert!(
+        cluster
+            .server
+            .requests_to("/api/v1/namespaces/declared/")
+            .is_empty()
+    );
+
+    // Chunked, no length declared: cut off at the cap, still 413.
+    let address = kprox.address.clone();
+    let raw = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream
+            .write_all(b"POST /testkit/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .expect("head");
+        let chunk = format!("10000\r\n{}\r\n", "c".repeat(0x10000));
+        // 4 MiB in 64 KiB chunks; kprox may stop reading (and close) once past the cap.
+        for _ in 0..64 {
+            if stream.write_all(chunk.as_bytes()).is_err() {
+                break;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n");
+        let mut received = Vec::new();
+        let _ = stream.read_to_end(&mut received);
+        String::from_utf8_lossy(&received).into_owned()
+    })
+    .await
+    .expect("chunked upload");
+    assert!(
+        raw.starts_with("HTTP/1.1 413"),
+        "a chunked body over the cap: {raw}"
+    );
+    assert!(raw.contains("\"kind\":\"Status\""), "{raw}");
+
+    // Exactly the cap: forwarded whole.
+    let body = "x".repeat(cap);
+    let raw = exchange_async(
+        &kprox.address,
+        format!(
+            "POST /testkit/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert_eq!(raw.status, 200, "{}", raw.head);
+    let echoed: serde_json::Value = serde_json::from_str(&raw.body).expect("echo json");
+    assert_eq!(echoed["bodyLength"], cap);
+}
+
+/// A smuggling attempt, with a second request hidden where a lenient parser would find it.
+struct Attempt {
+    name: &'static str,
+    bytes: String,
+}
+
+/// The namespace of the visible request; each attempt's own (`{NS}` in the corpus).
+const NS: &str = "{NS}";
+
+fn smuggling_corpus() -> Vec<Attempt> {
+    let hidden = "GET /api/v1/namespaces/smuggled/pods HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let post = format!("POST /api/v1/namespaces/{NS}/configmaps HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    let attempt = |name: &'static str, bytes: String| Attempt { name, bytes };
+    vec![
+        attempt(
+            "Content-Length then Transfer-Encoding",
+            format!(
+                "{post}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        attempt(
+            "Transfer-Encoding then Content-Length",
+            format!(
+                "{post}Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        attempt(
+            "two different Content-Lengths",
+            format!(
+                "{post}Content-Length: 0\r\nContent-Length: {}\r\n\r\n{hidden}",
+                hidden.len()
+            ),
+        ),
+        attempt(
+            "two equal Content-Lengths",
+            format!(
+                "{post}Content-Length: {0}\r\nContent-Length: {0}\r\n\r\n{hidden}",
+                hidden.len()
+            ),
+        ),
+        attempt(
+            "a Content-Length list",
+            format!("{post}Content-Length: 0, {}\r\n\r\n{hidden}", hidden.len()),
+        ),
+        attempt(
+            "a signed Content-Length",
+            format!("{post}Content-Length: +0\r\n\r\n{hidden}"),
+        ),
+        attempt(
+            "a hex Content-Length",
+            format!("{post}Content-Length: 0x0\r\n\r\n{hidden}"),
+        ),
+        attempt(
+            "a negative Content-Length",
+            format!("{post}Content-Length: -1\r\n\r\n{hidden}"),
+        ),
+        attempt(
+            "an overflowing Content-Length",
+            format!("{post}Content-Length: 99999999999999999999999\r\n\r\n{hidden}"),
+        ),
+        attempt(
+            "a chunk size that is not hex",
+            format!("{post}Transfer-Encoding: chunked\r\n\r\nzz\r\n{hidden}"),
+        ),
+        attempt(
+            "an overflowing chunk size",
+            format!("{post}Transfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n{hidden}"),
+        ),
+        attempt(
+            "a negative chunk size",
+            format!("{post}Transfer-Encoding: chunked\r\n\r\n-5\r\n{hidden}"),
+        ),
+        attempt(
+            "an unknown transfer coding",
+            format!("{post}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{hidden}"),
+        ),
+        attempt(
+            "chunked not last",
+            format!("{post}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{hidden}"),
+        ),
+        attempt(
+            "an obs-folded Transfer-Encoding",
+            format!("{post}Transfer-Encoding: identity\r\n chunked\r\n\r\n0\r\n\r\n{hidden}"),
+        ),
+        attempt(
+            "an obs-folded header",
+            format!("{post}X-Folded: a\r\n\tb\r\nContent-Length: 0\r\n\r\n{hidden}"),
+        ),
+        attempt(
+            "space before the colon",
+            format!(
+                "{post}Transfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        attempt(
+            "bare LF line endings",
+            format!(
+                "POST /api/v1/namespaces/{NS}/configmaps HTTP/1.1\nHost: 127.0.0.1\nContent-Length: 0\n\n{hidden}"
+            ),
+        ),
+        attempt(
+            "a bare CR in a header value",
+            format!("{post}X-Split: a\rContent-Length: 0\r\n\r\n{hidden}"),
+        ),
+        attempt(
+            "a NUL in a header value",
+            format!("{post}X-Nul: a\0b\r\nContent-Length: 0\r\n\r\n{hidden}"),
+        ),
+    ]
+}
+
+// §3.14: Content-Length with Transfer-Encoding, duplicate/odd Content-Length, bad chunk sizes,
+// obs-fold, space before colon, bare LF, NUL/CR in values: 400 (or the connection closed),
+// never forwarded ambiguously — the hidden second request never reaches the apiserver, and
+// the visible one reaches it only when its head was sound and its chunked body turned out
+// broken, and then as a stream kprox aborts (the client still gets 400).
+#[tokio::test(flavor = "multi_thread")]
+async fn smuggling_attempts_are_refused_and_never_forwarded() {
+    let cluster = Cluster::start().await;
+    let kprox = cluster.kprox(&[]);
+    let mut failures = Vec::new();
+    for (i, attempt) in smuggling_corpus().into_iter().enumerate() {
+        let namespace = format!("attempt-{i}");
+        let raw = exchange_async(&kprox.address, attempt.bytes.replace(NS, &namespace)).await;
+        let answers = raw.all.matches("HTTP/1.1 ").count();
+        let refused = raw.status == 400 || (raw.status == 0 && raw.all.is_empty());
+        if !refused || answers > 1 {
+            failures.push(format!(
+                "{}: status {} with {answers} answers: {:?}",
+                attempt.name,
+                raw.status,
+                raw.all.chars().take(200).collect::<String>()
+            ));
+        }
+        if raw.status == 400 && !raw.body.is_empty() {
+            assert!(
+                raw.body.contains("\"kind\":\"Status\""),
+                "{}: {}",
+                attempt.name,
+                raw.body
+            );
+        }
+        let broken_chunks = attempt.name.contains("chunk size");
+        let forwarded = cluster
+            .server
+            .requests_to(&format!("/api/v1/namespaces/{namespace}/"));
+        if !forwarded.is_empty() && !broken_chunks {
+            failures.push(format!("{}: forwarded {forwarded:?}", attempt.name));
+        }
+    }
+    // Nothing was created by any of them.
+    let created = Command::new(require_tool("curl"))
+        .args(["-sS", &kprox.url("/api/v1/configmaps")])
+        .output()
+        .expect("curl");
+    let listed = String::from_utf8_lossy(&created.stdout);
+    assert!(
+        !listed.contains("attempt-"),
+        "an attempt created an object: {listed}"
+    );
+    let smuggled = cluster.server.requests_to("/api/v1/namespaces/smuggled/");
+    assert!(failures.is_empty(), "not refused:\n{}", failures.join("\n"));
+    assert!(
+        smuggled.is_empty(),
+        "a hidden request reached the apiserver: {smuggled:?}"
+    );
+    // kprox is still fine.
+    let raw = exchange_async(
+        &kprox.address,
+        get("/api/v1/namespaces", "Connection: close\r\n"),
+    )
+    .await;
+    assert_eq!(raw.status, 200);
+}
+
+// Response splitting: an apiserver answer with a bare CR, a folded header or a NUL in a header
+// is never relayed; the client gets a 502 Status and none of the injected header.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_upstream_header_is_refused_not_relayed() {
+    let answers: [(&str, &[u8]); 3] = [
+        (
+            "bare CR",
+            b"HTTP/1.1 200 OK\r\nX-Evil: a\rSet-Cookie: injected=1\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        (
+            "obs-fold",
+            b"HTTP/1.1 200 OK\r\nX-Evil: a\r\n Set-Cookie: injected=1\r\nContent-Length: 2\r\n\r\nok",
+        ),
+        (
+            "NUL",
+            b"HTTP/1.1 200 OK\r\nX-Evil: a\0Set-Cookie: injected=1\r\nContent-Length: 2\r\n\r\nok",
+        ),
+    ];
+    for (what, answer) in answers {
+        let upstream = RawUpstream::start(answer.to_vec())
+            .await
+            .expect("raw upstream");
+        let dir = tempfile::tempdir().expect("dir");
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, upstream.ca_pem()).expect("ca");
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: raw\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: raw\n  user:\n    token: raw-token\ncontexts:\n- name: raw\n  context:\n    cluster: raw\n    user: raw\ncurrent-context: raw\n",
+                upstream.url(),
+                ca.display()
+            ),
+        )
+        .expect("kubeconfig");
+        let kprox = Kprox::start(&["--kubeconfig", &kubeconfig.display().to_string()]);
+        let raw = exchange_async(
+            &kprox.address,
+            get("/api/v1/namespaces", "Connection: close\r\n"),
+        )
+        .await;
+        assert_status(&raw, 502, what);
+        assert!(
+            !raw.all.to_ascii_lowercase().contains("injected"),
+            "{what}: the injected header reached the client: {}",
+            raw.all
+        );
+    }
+}
+
+/// Reads until the peer closes; returns the bytes and how long it took.
+fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    while started.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return (received, started.elapsed()),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (received, started.elapsed()),
+        }
+    }
+    panic!("the connection stayed open for {limit:?}");
+}
+
+// §3.17: slowloris on headers — closed within header_read_timeout (1 s here).
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_are_cut_off_at_the_header_timeout() {
+    let cluster = Cluster::start().await;
+    let kprox = tight_kprox(&cluster, &[]);
+    let address = kprox.address.clone();
+    let (elapsed, received) = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&address).expect("connect");
+        stream
+            .write_all(b"GET /api/v1/namespaces/slow/pods HTTP/1.1\r\n")
+            .expect("line");
+        let started = Instant::now();
+        // One header line every 200 ms, forever (the write fails once kprox closes).
+        let mut writer = stream.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            for i in 0..100 {
+                std::thread::sleep(Duration::from_millis(200));
+                if writer
+                    .write_all(format!("X-Drip-{i}: x\r\n").as_bytes())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let (received, _) = read_until_closed(&mut stream, Duration::from_secs(10));
+        (started.elapsed(), received)
+    })
+    .await
+    .expect("slow client");
+    assert!(
+        elapsed >= Duration::from_millis(800) && elapsed < Duration::from_secs(3),
+        "closed after {elapsed:?}"
+    );
+    assert!(!String::from_utf8_lossy(&received).contains("200 OK"));
+    assert!(
+        cluster
+            .server
+            .requests_to("/api/v1/namespaces/slow/")
+            .is_empty()
+    );
+}
+
+// §3.17: slowloris on the body — 408 Status (or closed) within body_read_timeout (1 s here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_body_gets_408_at_the_body_timeout() {
+    let cluster = Cluster::start().await;
+    let kprox = tight_kprox(&cluster, &[]);
+    let address = kprox.address.clone();
+    let (elapsed, received) = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&address).expect("connect");
+        stream
+            .write_all(
+                b"POST /testkit/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n",
+            )
+            .expect("head");
+        let started = Instant::now();
+        let mut writer = stream.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                std::thread::sleep(Duration::from_millis(200));
+                if writer.write_all(b"x").is_err() {
+                    break;
+                }
+            }
+        });
+        let (received, _) = read_until_closed(&mut stream, Duration::from_secs(10));
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&received).into_owned(),
+        )
+    })
+    .await
+    .expect("slow client");
+    assert!(elapsed < Duration::from_secs(4), "closed after {elapsed:?}");
+    assert!(received.starts_with("HTTP/1.1 408"), "{received}");
+    assert!(
+        received.contains("listen.limits.body_read_timeout"),
+        "{received}"
+    );
+}
+
+// §3.17: a client that does not read its response — closed within write_timeout (1 s here),
+// long before the 64 MiB response could have been delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
+    let cluster = Cluster::start().await;
+    let kprox = tight_kprox(&cluster, &[]);
+    let size: usize = 64 << 20;
+    let address = kprox.address.clone();
+    let received = tokio::task::spawn_blocking(move || {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("small receive buffer");
+        let addr: std::net::SocketAddr = address.parse().expect("address");
+        socket.connect(&addr.into()).expect("connect");
+        let mut stream: TcpStream = socket.into();
+        stream
+            .write_all(
+                format!("GET /testkit/blob?bytes={size} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    .as_bytes(),
+            )
+            .expect("request");
+        // Do not read for 4 s: kprox's writes stall and its write timeout (1 s) fires.
+        std::thread::sleep(Duration::from_secs(4));
+        let (received, _) = read_until_closed(&mut stream, Duration::from_secs(20));
+        received.len()
+    })
+    .await
+    .expect("slow reader");
+    assert!(
+        received < size / 2,
+        "the whole response was kept for a client that did not read ({received} bytes)"
+    );
+    let metrics = reqwest_free_get(&kprox.admin_url(), "/metrics");
+    assert!(
+        metrics.contains("kprox_connections_open 0") || !metrics.contains("kprox_connections_open"),
+        "connection still counted open: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("connections_open"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// A plain GET over a socket, for the admin listener.
+fn reqwest_free_get(base: &str, path: &str) -> String {
+    let address = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(address).expect("admin connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .expect("admin request");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
+}
+
+// Keep-alive: an idle connection is closed after idle_timeout (1 s here), one that never sent
+// anything too.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_keep_alive_connections_close_at_the_idle_timeout() {
+    let cluster = Cluster::start().await;
+    let kprox = tight_kprox(&cluster, &[]);
+    let address = kprox.address.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut silent = TcpStream::connect(&address).expect("connect");
+        let (_, elapsed) = read_until_closed(&mut silent, Duration::from_secs(5));
+        assert!(
+            elapsed >= Duration::from_millis(800) && elapsed < Duration::from_secs(3),
+            "a silent connection closed after {elapsed:?}"
+        );
+
+        let mut used = TcpStream::connect(&address).expect("connect");
+        used.write_all(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("request");
+        let started = Instant::now();
+        let (received, _) = read_until_closed(&mut used, Duration::from_secs(5));
+        let elapsed = started.elapsed();
+        assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+        assert!(
+            elapsed >= Duration::from_millis(800) && elapsed < Duration::from_secs(3),
+            "an idle keep-alive connection closed after {elapsed:?}"
+        );
+    })
+    .await
+    .expect("idle client");
+}
+
+// §3.18: a watch and an exec session outlive every timeout (all 1 s here; the 90-minute
+// watch of the bar, scaled down): quiet for 3 s, both still deliver.
+#[tokio::test(flavor = "multi_thread")]
+async fn watches_and_exec_sessions_outlive_every_timeout() {
+    let cluster = Cluster::start().await;
+    let kprox = tight_kprox(&cluster, &["--reject-paths", "^$"]);
+
+    let address = kprox.address.clone();
+    let watch = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&address).expect("connect");
+        stream
+            .write_all(b"GET /api/v1/namespaces/quiet/configmaps?watch=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("watch");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut seen = String::new();
+        let mut buf = [0u8; 4096];
+        while !seen.contains("after-the-quiet") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let create = Command::new(require_tool("curl"))
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"after-the-quiet"}}"#,
+            &kprox.url("/api/v1/namespaces/quiet/configmaps"),
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&create.stdout), "201");
+    let seen = watch.await.expect("watch");
+    assert!(
+        seen.contains("\"type\":\"ADDED\""),
+        "the watch ended early: {seen}"
+    );
+
+    // An exec session whose stdin stays quiet for 3 s.
+    let cache = tempfile::tempdir().expect("cache");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "(sleep 3; echo still-here) | '{}' --server '{}' --cache-dir '{}' exec -i alpha -- cat",
+            require_tool("kubectl").display(),
+            kprox.url(""),
+            cache.path().display()
+        ))
+        .env("KUBECONFIG", "/dev/null")
+        .output()
+        .expect("kubectl exec");
+    assert!(
+        output.status.success(),
+        "exec: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "still-here\n");
+}
+
+// §3.20: kprox offers no HTTP/2 to clients (no h2c, no ALPN h2): an HTTP/2 preface gets no
+// HTTP/2 session, nothing reaches the apiserver, and kprox keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_preface_gets_no_http2_session() {
+    let cluster = Cluster::start_with(FakeOptions::default()).await;
+    let kprox = cluster.kprox(&[]);
+    let before = cluster.server.request_count();
+    let raw = exchange_async(
+        &kprox.address,
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0".to_owned(),
+    )
+    .await;
+    // An HTTP/2 SETTINGS frame would start with a 3-byte length and type 0x04.
+    assert!(
+        raw.all.is_empty() || raw.all.starts_with("HTTP/1.1 "),
+        "kprox spoke something other than HTTP/1.1: {:?}",
+        raw.all
+    );
+    assert_eq!(cluster.server.request_count(), before);
+    let raw = exchange_async(&kprox.address, get("/version", "Connection: close\r\n")).await;
+    assert_eq!(raw.status, 200);
+}
+
+// §3.25: an exec tunnel blasting into a slow reader: kprox's memory stays bounded by
+// backpressure (kubectl → kprox → apiserver), and every byte arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tunnel_into_a_slow_reader_keeps_memory_bounded() {
+    let cluster = Cluster::start().await;
+    let kprox = cluster.kprox(&["--reject-paths", "^$"]);
+    let cache = tempfile::tempdir().expect("cache");
+    let total: usize = 64 << 20;
+    let mut child =
+        support::kubectl_command(&kprox, cache.path(), &["exec", "-i", "alpha", "--", "cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl exec");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let block = vec![b'z'; 64 * 1024];
+        for _ in 0..total / block.len() {
+            if stdin.write_all(&block).is_err() {
+                return;
+            }
+        }
+    });
+    let (base_hwm, _) = support::memory_kib(kprox.pid());
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut read = 0usize;
+    // Slow phase: 16 KiB every 20 ms (~0.8 MiB/s) for 4 s, while the writer pushes 64 MiB.
+    let slow_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < slow_until {
+        read += stdout.read(&mut buf).expect("read");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (slow_hwm, _) = support::memory_kib(kprox.pid());
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).expect("read the rest");
+    read += rest.len();
+    writer.join().expect("writer");
+    let _ = child.wait();
+    assert_eq!(read, total, "every byte arrives");
+    let grown_mib = slow_hwm.saturating_sub(base_hwm) as f64 / 1024.0;
+    println!(
+        "kprox peak RSS grew {grown_mib:.1} MiB while {total} bytes queued behind a slow reader"
+    );
+    assert!(
+        grown_mib < 16.0,
+        "kprox buffered for the slow reader: peak RSS grew {grown_mib:.1} MiB"
+    );
+}
