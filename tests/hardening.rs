@@ -738,3 +738,124 @@ async fn a_tunnel_into_a_slow_reader_keeps_memory_bounded() {
         "kprox buffered for the slow reader: peak RSS grew {grown_mib:.1} MiB"
     );
 }
+
+/// Runs slowhttptest (Debian's) in `mode` against `url` for at most `seconds`; returns its CSV
+/// rows (seconds, closed, pending, connected, service available) and its exit status line.
+fn slowhttptest(mode: &str, url: &str, seconds: u32, extra: &[&str]) -> (Vec<Vec<u64>>, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let prefix = dir.path().join("report");
+    let length = seconds.to_string();
+    let output = Command::new(require_tool("slowhttptest"))
+        .args([
+            mode, "-c", "40", "-r", "40", "-l", &length, "-p", "2", "-g", "-o",
+        ])
+        .arg(&prefix)
+        .args(["-u", url])
+        .args(extra)
+        .output()
+        .expect("slowhttptest runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let csv = std::fs::read_to_string(prefix.with_extension("csv"))
+        .unwrap_or_else(|e| panic!("slowhttptest wrote no report ({e}): {stdout}"));
+    let rows = csv
+        .lines()
+        .skip(1)
+        .map(|line| {
+            line.split(',')
+                .filter_map(|v| v.trim().parse().ok())
+                .collect()
+        })
+        .filter(|row: &Vec<u64>| row.len() == 5)
+        .collect();
+    let exit = stdout
+        .lines()
+        .find(|l| l.contains("Exit status"))
+        .unwrap_or_default()
+        .to_owned();
+    (rows, exit)
+}
+
+/// The value of an unlabelled metric on kprox's admin listener.
+fn metric(kprox: &Kprox, name: &str) -> Option<f64> {
+    reqwest_free_get(&kprox.admin_url(), "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+// §3.17 with the attack tool itself: slowloris (-H) and slow body (-B) connections are closed by
+// kprox within its timeouts while a probe is still served; slow readers (-X) are cut off and
+// reset, so neither kprox nor the kernel keeps sending to them.
+#[tokio::test(flavor = "multi_thread")]
+async fn slowhttptest_attacks_are_cut_off_and_service_stays_up() {
+    let cluster = Cluster::start().await;
+    let kprox = tight_kprox(&cluster, &[]);
+    let base = kprox.url("");
+
+    for (mode, path, extra) in [
+        ("-H", "/api/v1/namespaces", &["-i", "1", "-x", "8"][..]),
+        (
+            "-B",
+            "/api/v1/namespaces/default/configmaps",
+            &["-i", "1", "-x", "8", "-s", "100000"][..],
+        ),
+    ] {
+        let url = format!("{base}{path}");
+        let started = Instant::now();
+        let (rows, exit) = tokio::task::spawn_blocking(move || slowhttptest(mode, &url, 20, extra))
+            .await
+            .expect("slowhttptest");
+        let elapsed = started.elapsed();
+        // slowhttptest stops early once every connection is gone (kprox's timeouts are 1 s).
+        assert!(
+            exit.contains("No open connections left"),
+            "{mode}: {exit} after {elapsed:?}: {rows:?}"
+        );
+        assert!(
+            elapsed < Duration::from_secs(10),
+            "{mode}: took {elapsed:?}"
+        );
+        assert!(
+            rows.iter().all(|row| row[4] > 0),
+            "{mode}: service became unavailable: {rows:?}"
+        );
+        let peak = rows.iter().map(|row| row[3]).max().unwrap_or(0);
+        assert!(peak >= 30, "{mode}: the attack never got going: {rows:?}");
+    }
+
+    // Slow read: slowhttptest counts its sockets as connected to the end, so look at kprox.
+    let url = format!("{base}/testkit/blob?bytes={}", 64 << 20);
+    let attack = tokio::task::spawn_blocking(move || {
+        slowhttptest(
+            "-X",
+            &url,
+            10,
+            &["-k", "1", "-n", "1", "-w", "1", "-y", "512", "-z", "5"],
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let during = metric(&kprox, "kprox_listener_connections_open").unwrap_or(0.0);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = metric(&kprox, "kprox_listener_connections_open");
+    let port = kprox
+        .address
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let lingering = Command::new(require_tool("ss"))
+        .args(["-Htn", "state", "fin-wait-1", "state", "established"])
+        .arg(format!("( sport = :{port} )"))
+        .output()
+        .expect("ss");
+    let lingering = String::from_utf8_lossy(&lingering.stdout).lines().count();
+    attack.await.expect("slow read attack");
+    assert!(
+        during >= 10.0,
+        "the slow-read attack never got going ({during} open)"
+    );
+    assert_eq!(after, Some(0.0), "slow readers still held by kprox");
+    assert_eq!(
+        lingering, 0,
+        "the kernel still sends to {lingering} cut-off slow readers"
+    );
+}

@@ -102,6 +102,19 @@ pub fn load(selection: &KubeconfigConfig) -> Result<ClusterAccess, AuthError> {
     }
 }
 
+/// Parses kubeconfig text (named `source` in errors) and selects from it as [`load`] does.
+pub fn parse(
+    text: &str,
+    source: &str,
+    selection: &KubeconfigConfig,
+) -> Result<ClusterAccess, AuthError> {
+    let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| AuthError::Kubeconfig {
+        path: source.to_owned(),
+        reason: error_chain(&e),
+    })?;
+    select(&kubeconfig, source, selection)
+}
+
 fn read_kubeconfig(path: Option<&Path>) -> Result<(Kubeconfig, String), AuthError> {
     let read = |path: &Path| {
         let source = path.display().to_string();
@@ -158,15 +171,42 @@ fn read_kubeconfig(path: Option<&Path>) -> Result<(Kubeconfig, String), AuthErro
     read(&default)
 }
 
+/// An error and its causes in one line, safe to print: a kubeconfig holds tokens and keys,
+/// and YAML errors quote the offending line (and serde quotes the offending value), so only
+/// the first line of each message is kept and double-quoted values are redacted.
 fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
+    let mut text = redact_quoted(error.to_string().lines().next().unwrap_or_default());
     let mut source = error.source();
     while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
+        let next = redact_quoted(e.to_string().lines().next().unwrap_or_default());
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
         source = e.source();
     }
     text
+}
+
+/// `invalid type: string "abc", expected a map` → `invalid type: string "…", expected a map`.
+fn redact_quoted(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut inside = false;
+    for c in line.chars() {
+        match (c, inside) {
+            ('"', false) => {
+                inside = true;
+                out.push_str("\"…");
+            }
+            ('"', true) => {
+                inside = false;
+                out.push('"');
+            }
+            (_, true) => {}
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 /// Picks context, cluster and user and loads what they name.
@@ -536,4 +576,34 @@ fn load_user(
         CredentialSpec::None
     };
     Ok((identity, credential))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_kubeconfig_error_never_quotes_its_secrets() {
+        let broken = [
+            "users:\n- name: u\n  user:\n    token: [s3cret-value-1\n",
+            "!2%%!Ks3cret-value-1[",
+            "users: \"s3cret-value-1\"\n",
+        ];
+        for text in broken {
+            let error = parse(text, "kubeconfig", &KubeconfigConfig::default())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| panic!("{text:?} parsed"));
+            assert!(!error.contains("s3cret"), "{error}");
+            assert!(error.contains("kubeconfig"), "{error}");
+        }
+    }
+
+    #[test]
+    fn quoted_values_are_redacted() {
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "abc", expected a map"#),
+            r#"invalid type: string "…", expected a map"#
+        );
+    }
 }

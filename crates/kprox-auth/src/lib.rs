@@ -22,5 +22,5 @@ pub use credentials::{Credentials, RefreshCounts, Snapshot, TOKEN_FILE_REFRESH};
 pub use error::AuthError;
 pub use impersonate::Impersonation;
 pub use inject::inject;
-pub use kubeconfig::{ClusterAccess, CredentialSpec, ServerTrust, load, select};
+pub use kubeconfig::{ClusterAccess, CredentialSpec, ServerTrust, load, parse, select};
 pub use secret::Secret;

@@ -7,7 +7,9 @@
 //! - **headers**: the first byte of a request arrived, its headers did not follow within
 //!   `header_read_timeout` → close (slowloris on headers);
 //! - **write**: a response (a watch included) the client does not read for `write_timeout` →
-//!   close (slow reader).
+//!   close (slow reader). Trickling does not count as reading: once the socket pushes back,
+//!   the client must take [`WRITE_PROGRESS`] bytes per `write_timeout` (about 1 KiB/s at the
+//!   default 60 s), or find the socket free again, for the clock to start over.
 //!
 //! It also reads request heads for what hyper's parser forgives but a smuggler relies on
 //! another parser reading differently: a bare-LF line ending closes the connection; a
@@ -29,6 +31,9 @@ use std::time::Duration;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+/// Bytes a client must take, once the socket has pushed back, within `write_timeout`.
+pub const WRITE_PROGRESS: u64 = 64 * 1024;
 
 /// The connection timeouts.
 #[derive(Clone, Copy, Debug)]
@@ -225,6 +230,26 @@ impl HeadScan {
     }
 }
 
+/// A client socket that can be told to reset rather than close gracefully: a client cut off
+/// for not reading would otherwise keep the kernel sending it the unsent buffer for minutes.
+pub(crate) trait ClientSocket {
+    fn reset_on_close(&self) {}
+}
+
+impl ClientSocket for tokio::net::TcpStream {
+    fn reset_on_close(&self) {
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl ClientSocket for tokio::net::UnixStream {}
+
+impl ClientSocket for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn reset_on_close(&self) {
+        self.get_ref().0.reset_on_close();
+    }
+}
+
 /// A client byte stream with kprox's connection timeouts.
 pub(crate) struct ClientIo<T> {
     inner: T,
@@ -238,12 +263,16 @@ pub(crate) struct ClientIo<T> {
     was_busy: bool,
     head_scan: HeadScan,
     read_timer: Timer,
-    /// When the current unfinished write started to wait.
-    write_blocked_since: Option<Instant>,
+    /// Bytes written to the client so far.
+    written: u64,
+    /// Since when the socket has pushed back, and how much had been written then.
+    write_blocked: Option<(Instant, u64)>,
+    /// The last write attempt returned `Pending` (the next `Ready` is not a free socket).
+    write_was_pending: bool,
     write_timer: Timer,
 }
 
-impl<T> ClientIo<T> {
+impl<T: ClientSocket> ClientIo<T> {
     pub(crate) fn new(inner: T, state: Arc<ConnectionState>, timeouts: ConnectionTimeouts) -> Self {
         Self {
             inner,
@@ -254,7 +283,9 @@ impl<T> ClientIo<T> {
             was_busy: false,
             head_scan: HeadScan::default(),
             read_timer: Timer::default(),
-            write_blocked_since: None,
+            written: 0,
+            write_blocked: None,
+            write_was_pending: false,
             write_timer: Timer::default(),
         }
     }
@@ -283,24 +314,61 @@ impl<T> ClientIo<T> {
         if self.tunnel() {
             return Poll::Pending;
         }
-        let since = *self.write_blocked_since.get_or_insert_with(Instant::now);
+        let written = self.written;
+        let (since, _) = *self
+            .write_blocked
+            .get_or_insert_with(|| (Instant::now(), written));
         ready!(self.write_timer.poll_at(since + self.timeouts.write, cx));
+        self.inner.reset_on_close();
         Poll::Ready(io::Error::new(
             io::ErrorKind::TimedOut,
             "the client did not read the response in time",
         ))
     }
 
+    /// Accounts a write of `n` bytes (or a flush, `None`) that returned `result`.
     fn wrote<R>(
         &mut self,
         result: Poll<io::Result<R>>,
+        n: impl FnOnce(&R) -> u64,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<R>> {
         match result {
-            Poll::Ready(result) => {
-                self.write_blocked_since = None;
-                Poll::Ready(result)
+            Poll::Ready(Ok(value)) => {
+                self.written += n(&value);
+                let progressed = self
+                    .write_blocked
+                    .is_some_and(|(_, at)| self.written - at >= WRITE_PROGRESS);
+                // A socket with room at the first try, or a client that took enough: unblocked.
+                if !self.write_was_pending || progressed {
+                    self.write_blocked = None;
+                }
+                self.write_was_pending = false;
+                Poll::Ready(Ok(value))
             }
+            Poll::Ready(Err(e)) => {
+                self.write_blocked = None;
+                self.write_was_pending = false;
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => match self.poll_write_stall(cx) {
+                Poll::Ready(error) => Poll::Ready(Err(error)),
+                Poll::Pending => {
+                    self.write_was_pending = true;
+                    Poll::Pending
+                }
+            },
+        }
+    }
+
+    /// A flush or shutdown moves no new bytes: only a wait is timed.
+    fn flushed(
+        &mut self,
+        result: Poll<io::Result<()>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match result {
+            Poll::Ready(result) => Poll::Ready(result),
             Poll::Pending => match self.poll_write_stall(cx) {
                 Poll::Ready(error) => Poll::Ready(Err(error)),
                 Poll::Pending => Poll::Pending,
@@ -308,8 +376,7 @@ impl<T> ClientIo<T> {
         }
     }
 }
-
-impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
+impl<T: AsyncRead + ClientSocket + Unpin> AsyncRead for ClientIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -365,14 +432,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for ClientIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
+impl<T: AsyncWrite + ClientSocket + Unpin> AsyncWrite for ClientIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.wrote(result, cx)
+        self.wrote(result, |n| *n as u64, cx)
     }
 
     fn poll_write_vectored(
@@ -381,7 +448,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.wrote(result, cx)
+        self.wrote(result, |n| *n as u64, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -390,12 +457,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ClientIo<T> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.inner).poll_flush(cx);
-        self.wrote(result, cx)
+        self.flushed(result, cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.wrote(result, cx)
+        self.flushed(result, cx)
     }
 }
 

@@ -188,4 +188,59 @@ mod tests {
             assert_eq!(ok(&once), once);
         }
     }
+
+    mod properties {
+        use super::super::normalise;
+        use proptest::prelude::*;
+
+        /// Paths built from the characters that matter: separators, dots, escapes and the
+        /// characters kprox refuses.
+        fn path() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("/"),
+                    Just("."),
+                    Just(".."),
+                    Just("%"),
+                    Just("%2e"),
+                    Just("%2E"),
+                    Just("%2f"),
+                    Just("%65"),
+                    Just("%00"),
+                    Just(";"),
+                    Just("\\"),
+                    Just("exec"),
+                    Just("pods"),
+                    Just("a"),
+                    Just("~"),
+                    Just("%7e"),
+                    Just("%zz"),
+                ],
+                0..24,
+            )
+            .prop_map(|parts| format!("/{}", parts.concat()))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4096))]
+
+            #[test]
+            fn a_normalised_path_is_canonical(raw in path()) {
+                if let Ok(path) = normalise(&raw) {
+                    prop_assert!(path.starts_with('/'), "{raw:?} → {path:?}");
+                    prop_assert!(!path.contains("//"), "{raw:?} → {path:?}");
+                    for segment in path.split('/') {
+                        prop_assert!(segment != "." && segment != "..", "{raw:?} → {path:?}");
+                    }
+                    prop_assert_eq!(normalise(&path), Ok(path.clone()), "not idempotent: {:?}", raw);
+                }
+            }
+
+            #[test]
+            fn plain_paths_are_never_refused(segments in proptest::collection::vec("[a-z0-9._~-]{1,8}", 0..8)) {
+                let raw = format!("/{}", segments.join("/"));
+                prop_assert!(normalise(&raw).is_ok(), "{raw:?}");
+            }
+        }
+    }
 }

@@ -315,4 +315,101 @@ mod tests {
             );
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn method() -> impl Strategy<Value = Method> {
+            prop_oneof![
+                Just(Method::GET),
+                Just(Method::HEAD),
+                Just(Method::OPTIONS),
+                Just(Method::POST),
+                Just(Method::PUT),
+                Just(Method::PATCH),
+                Just(Method::DELETE),
+            ]
+        }
+
+        fn kind() -> impl Strategy<Value = ErrorKind> {
+            prop_oneof![
+                Just(ErrorKind::Config),
+                Just(ErrorKind::Connect),
+                Just(ErrorKind::ConnectTimeout),
+                Just(ErrorKind::Tls),
+                Just(ErrorKind::Protocol),
+                Just(ErrorKind::NoEndpoint),
+            ]
+        }
+
+        fn headers(length: Option<u16>, chunked: bool) -> HeaderMap {
+            let mut headers = HeaderMap::new();
+            if let Some(n) = length {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            if chunked {
+                headers.insert(
+                    header::TRANSFER_ENCODING,
+                    HeaderValue::from_static("chunked"),
+                );
+            }
+            headers
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2048))]
+
+            /// Only a safe method with no body at all can be sent twice.
+            #[test]
+            fn replayable_means_safe_and_bodiless(
+                method in method(), length in proptest::option::of(0u16..4), chunked: bool, empty: bool,
+            ) {
+                let replayable = replayable(&method, &headers(length, chunked), empty);
+                let safe = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+                prop_assert_eq!(replayable, safe && empty && !chunked && length.unwrap_or(0) == 0);
+            }
+
+            /// Whatever failed: a request that never left is always tried again at once, and
+            /// one that may have been received is retried only if replayable.
+            #[test]
+            fn a_sent_request_is_retried_only_when_replayable(
+                kind in kind(), sent: bool, replayable: bool, attempt in 1usize..5,
+            ) {
+                let budget = RetryBudget::new(&settings());
+                let error = UpstreamError::new(kind, if sent { Sent::Maybe } else { Sent::No }, "x");
+                let (decision, _) = after_error(&error, replayable, attempt, &budget);
+                if !sent {
+                    prop_assert_eq!(decision, Decision::Again);
+                } else if !replayable {
+                    prop_assert_eq!(decision, Decision::Stop);
+                }
+            }
+
+            /// A response is retried only for a replayable request answered 503 or 429 whose
+            /// Retry-After (if any) is within the cap; the wait never exceeds the cap.
+            #[test]
+            fn a_response_is_retried_only_when_unavailable_and_replayable(
+                status in 100u16..600, replayable: bool, retry_after in proptest::option::of(0u64..5),
+            ) {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                let mut headers = HeaderMap::new();
+                if let Some(seconds) = retry_after {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
+                let budget = RetryBudget::new(&settings());
+                let decision = after_response(status, &headers, replayable, 1, &settings(), &budget);
+                let unavailable = matches!(status.as_u16(), 503 | 429);
+                let within_cap = retry_after.is_none_or(|s| Duration::from_secs(s) <= settings().retry_after_cap);
+                match decision {
+                    Decision::After(wait) => {
+                        prop_assert!(replayable && unavailable && within_cap);
+                        prop_assert!(wait <= settings().retry_after_cap.max(backoff(1)));
+                    }
+                    Decision::Stop => prop_assert!(!(replayable && unavailable && within_cap)),
+                    Decision::Again => prop_assert!(false, "a response is never retried for free"),
+                }
+            }
+        }
+    }
 }
