@@ -371,18 +371,7 @@ async fn a_malformed_upstream_header_is_refused_not_relayed() {
             .await
             .expect("raw upstream");
         let dir = tempfile::tempdir().expect("dir");
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, upstream.ca_pem()).expect("ca");
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: raw\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: raw\n  user:\n    token: raw-token\ncontexts:\n- name: raw\n  context:\n    cluster: raw\n    user: raw\ncurrent-context: raw\n",
-                upstream.url(),
-                ca.display()
-            ),
-        )
-        .expect("kubeconfig");
+        let kubeconfig = token_kubeconfig(dir.path(), &upstream.url(), &upstream.ca_pem());
         let kprox = Kprox::start(&["--kubeconfig", &kubeconfig.display().to_string()]);
         let raw = exchange_async(
             &kprox.address,
@@ -396,6 +385,71 @@ async fn a_malformed_upstream_header_is_refused_not_relayed() {
             raw.all
         );
     }
+}
+
+/// A kubeconfig reaching `server` (trusting `ca_pem`) with a token, written into `dir`.
+fn token_kubeconfig(dir: &std::path::Path, server: &str, ca_pem: &str) -> std::path::PathBuf {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, ca_pem).expect("ca");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: a-token\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n",
+            ca.display()
+        ),
+    )
+    .expect("kubeconfig");
+    kubeconfig
+}
+
+// Upstream connect timeout: an apiserver whose accept queue is full drops the SYN, so the TCP
+// connect hangs (on loopback, no packet leaves the machine). kprox gives up after
+// upstream.connect_timeout and answers a Status at once instead of hanging the client.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_upstream_connect_is_cut_at_the_connect_timeout() {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+    socket.bind(&any.into()).expect("bind");
+    socket.listen(0).expect("listen");
+    let addr = socket
+        .local_addr()
+        .expect("local address")
+        .as_socket()
+        .expect("inet");
+    // Fill the accept queue (never accepted): further SYNs are dropped.
+    let fillers: Vec<TcpStream> = (0..4)
+        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok())
+        .collect();
+    assert!(!fillers.is_empty(), "could not fill the accept queue");
+    let probe = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
+    assert!(
+        probe.is_err(),
+        "the accept queue is not full: connects still complete"
+    );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let pki = kprox_testkit::TestPki::new("hang-ca").expect("pki");
+    let kubeconfig = token_kubeconfig(dir.path(), &format!("https://{addr}"), &pki.ca_pem());
+    let kprox = Kprox::start_with_env(
+        &["--kubeconfig", &kubeconfig.display().to_string()],
+        &[("KPROX_UPSTREAM__CONNECT_TIMEOUT", "300ms")],
+    );
+    let started = Instant::now();
+    let raw = exchange_async(&kprox.address, get("/version", "Connection: close\r\n")).await;
+    let elapsed = started.elapsed();
+    assert!(
+        raw.status == 504 || raw.status == 503,
+        "a hanging connect: {}",
+        raw.all
+    );
+    assert!(raw.body.contains("\"kind\":\"Status\""), "{}", raw.body);
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "answered after {elapsed:?}"
+    );
+    drop(fillers);
 }
 
 /// Reads until the peer closes; returns the bytes and how long it took.
@@ -858,4 +912,39 @@ async fn slowhttptest_attacks_are_cut_off_and_service_stays_up() {
         lingering, 0,
         "the kernel still sends to {lingering} cut-off slow readers"
     );
+}
+
+// tests/README.md maps every item of REFERENCE.md §3 to the tests that prove it; the map must
+// cover all 25 items and name only tests that exist.
+#[test]
+fn the_security_bar_map_names_real_tests() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let map = std::fs::read_to_string(root.join("tests/README.md")).expect("tests/README.md");
+    let items: Vec<u32> = map
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(
+        items,
+        (1..=25).collect::<Vec<_>>(),
+        "every §3 item, in order"
+    );
+    let mut named = 0;
+    for reference in map.split('`').filter(|s| {
+        s.split_once("::")
+            .is_some_and(|(file, name)| !file.contains(' ') && !name.contains(' '))
+    }) {
+        let (file, name) = reference.split_once("::").unwrap_or_default();
+        let source = match std::fs::read_to_string(root.join(format!("tests/{file}.rs"))) {
+            Ok(source) => source,
+            // `normalise::tests::properties` and friends live in crates, not tests/.
+            Err(_) => continue,
+        };
+        assert!(
+            source.contains(&format!("fn {name}(")),
+            "tests/README.md names {reference}, which does not exist"
+        );
+        named += 1;
+    }
+    assert!(named >= 30, "only {named} test references found");
 }

@@ -5,6 +5,7 @@
 
 pub mod load;
 pub mod report;
+pub mod soak;
 pub mod subject;
 pub mod watches;
 

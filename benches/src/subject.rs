@@ -17,13 +17,18 @@ pub struct Subject {
 }
 
 impl Subject {
-    /// `kprox --port 0` against `kubeconfig`, with its admin listener off.
+    /// `kprox --port 0` against `kubeconfig`, with its admin listener off. The idle-watch
+    /// workload holds 10,000 client connections; kprox's default cap is 1,000 (kubectl proxy
+    /// has none), so the cap is raised.
     pub fn kprox(binary: &Path, kubeconfig: &Path) -> anyhow::Result<Self> {
+        Self::kprox_with(binary, kubeconfig, &[])
+    }
+
+    /// `kprox` as [`Subject::kprox`], with more arguments.
+    pub fn kprox_with(binary: &Path, kubeconfig: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let mut command = Command::new(binary);
         command.args(["--port", "0", "--admin-address", "off", "--kubeconfig"]);
-        command.arg(kubeconfig);
-        // The idle-watch workload holds 10,000 client connections; kprox's default cap is 1,000
-        // (kubectl proxy has none).
+        command.arg(kubeconfig).args(extra);
         command.env("KPROX_LISTEN__MAX_CONNECTIONS", "20000");
         Self::spawn("kprox", command)
     }
@@ -152,4 +157,9 @@ pub fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
             .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/{pid}/status"))
     };
     Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Open file descriptors of process `pid`.
+pub fn open_fds(pid: u32) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
