@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kprox_testkit::{FakeOptions, RawUpstream};
+use kprox_testkit::{FakeOptions, RawApiServer};
 use support::raw::{Raw, exchange_async};
 use support::{Cluster, Kprox, TOKEN, require_tool};
 
@@ -367,7 +367,7 @@ async fn a_malformed_upstream_header_is_refused_not_relayed() {
         ),
     ];
     for (what, answer) in answers {
-        let upstream = RawUpstream::start(answer.to_vec())
+        let upstream = RawApiServer::start(answer.to_vec())
             .await
             .expect("raw upstream");
         let dir = tempfile::tempdir().expect("dir");

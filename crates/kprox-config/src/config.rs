@@ -195,6 +195,12 @@ pub struct UpstreamConfig {
     /// Streams kprox opens on one HTTP/2 connection before opening another, capped by what the
     /// apiserver advertises. Default 100.
     pub max_streams_per_connection: u32,
+    /// Requests other than watches in flight on every HTTP/2 connection to an apiserver before
+    /// kprox opens another to share the load. Default 16.
+    pub spread_streams: u32,
+    /// HTTP/2 connections per apiserver opened to share load, at most (watches beyond
+    /// `max_streams_per_connection` still get more). Default 4.
+    pub max_connections_per_apiserver: u32,
     /// `round-robin`, `least-request` or `failover`. Default `least-request`.
     pub policy: String,
     /// A server URL to prefer (first choice of the failover policy).

@@ -183,6 +183,10 @@ pub struct RawUpstream {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_streams_per_connection: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread_streams: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_apiserver: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preferred: Option<String>,

@@ -92,6 +92,10 @@ pub const DEFAULT_KEEPALIVE_INTERVAL: GoDuration = GoDuration::from_secs(30);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: GoDuration = GoDuration::from_secs(15);
 /// Go's `http.Transport` idle connection timeout.
 pub const DEFAULT_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(90);
+/// Non-watch requests in flight on every connection to an apiserver before another is opened.
+pub const DEFAULT_SPREAD_STREAMS: u32 = 16;
+/// Connections per apiserver opened to share load.
+pub const DEFAULT_MAX_CONNECTIONS_PER_APISERVER: u32 = 4;
 /// Streams per HTTP/2 connection before kprox opens another (Go's default server allows 250,
 /// the apiserver 1000 by default; staying below both leaves room for watches).
 pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
@@ -312,6 +316,30 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             "write a number of at least 1 (default 100)",
         ));
     }
+    let spread_streams = up.spread_streams.unwrap_or(DEFAULT_SPREAD_STREAMS);
+    let max_connections_per_apiserver = up
+        .max_connections_per_apiserver
+        .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_APISERVER);
+    for (key, value, default) in [
+        (
+            "upstream.spread_streams",
+            spread_streams,
+            DEFAULT_SPREAD_STREAMS,
+        ),
+        (
+            "upstream.max_connections_per_apiserver",
+            max_connections_per_apiserver,
+            DEFAULT_MAX_CONNECTIONS_PER_APISERVER,
+        ),
+    ] {
+        if value == 0 {
+            return Err(err(
+                key,
+                "0 is not a usable number of streams or connections".to_owned(),
+                &format!("write a number of at least 1 (default {default})"),
+            ));
+        }
+    }
     let positive = |key: &str, value: Option<GoDuration>, default: GoDuration| {
         let value = value.unwrap_or(default);
         if value.is_zero() {
@@ -386,6 +414,8 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             DEFAULT_IDLE_TIMEOUT,
         )?,
         max_streams_per_connection: max_streams,
+        spread_streams,
+        max_connections_per_apiserver,
         policy,
         preferred,
         health_check_interval: positive(

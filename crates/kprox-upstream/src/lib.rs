@@ -29,7 +29,8 @@ pub use proxy::ProxySettings;
 pub use retry::RetrySettings;
 pub use tls::TlsSettings;
 pub use upstream::{
-    Authorize, EndpointStatus, HealthChange, RetryCounts, Served, Upstream, UpstreamSettings,
+    Authorize, EndpointStatus, HealthChange, PoolSettings, RetryCounts, Served, Upstream,
+    UpstreamSettings,
 };
 
 /// Errors a request body may fail with.

@@ -2,6 +2,12 @@
 //! opened when every connection is at its stream limit, so requests never queue behind long
 //! watches) and idle HTTP/1.1 connections reused one request at a time.
 //!
+//! Watches pack onto the first connection with room: they are idle almost always, and each
+//! connection costs memory. Other requests go to the connection with the fewest of them in
+//! flight, and when even that one carries `spread_streams`, another connection is opened in the
+//! background (up to `max_connections`): one connection is one TLS stream and one task, which
+//! serialises a busy endpoint's traffic onto one core.
+//!
 //! Reading the HTTP/2 set is lock-free (an `ArcSwap` snapshot plus atomic stream counters); the
 //! HTTP/1.1 idle list takes a short mutex, and opening connections is serialised per endpoint
 //! until the protocol is known so a burst does not open a connection per request.
@@ -27,6 +33,20 @@ const PROTOCOL_UNKNOWN: u8 = 0;
 const PROTOCOL_H2: u8 = 1;
 const PROTOCOL_H1: u8 = 2;
 
+/// How connections to one endpoint are pooled.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    /// Streams on one HTTP/2 connection at most (capped by what the server advertises).
+    pub max_streams: usize,
+    /// Non-watch requests in flight on every connection before another is opened.
+    pub spread_streams: usize,
+    /// HTTP/2 connections opened to spread load, at most (more are opened only when every
+    /// connection is at `max_streams`).
+    pub max_connections: usize,
+    /// Idle pooled connections are closed after this long.
+    pub idle_timeout: Duration,
+}
+
 /// One HTTP/2 connection and the streams open on it.
 #[derive(Debug)]
 struct H2Conn {
@@ -34,6 +54,8 @@ struct H2Conn {
     /// The server's current stream limit for this connection.
     max_streams: Arc<AtomicUsize>,
     in_flight: AtomicUsize,
+    /// Streams in flight that are not watches.
+    busy: AtomicUsize,
     /// Milliseconds since the pool's epoch when the last stream ended.
     idle_since_ms: AtomicU64,
 }
@@ -43,10 +65,24 @@ struct H2Conn {
 pub(crate) struct StreamGuard {
     conn: Arc<H2Conn>,
     epoch: Instant,
+    /// Counted in `busy` (not a watch).
+    busy: bool,
+}
+
+impl StreamGuard {
+    fn new(conn: Arc<H2Conn>, epoch: Instant, busy: bool) -> Self {
+        if busy {
+            conn.busy.fetch_add(1, Ordering::AcqRel);
+        }
+        Self { conn, epoch, busy }
+    }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
+        if self.busy {
+            self.conn.busy.fetch_sub(1, Ordering::AcqRel);
+        }
         if self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
             self.conn.idle_since_ms.store(now, Ordering::Relaxed);
@@ -68,8 +104,9 @@ pub(crate) struct EndpointPool {
     h1_idle: Mutex<Vec<IdleH1>>,
     protocol: AtomicU8,
     connecting: tokio::sync::Mutex<()>,
-    max_streams: usize,
-    idle_timeout: Duration,
+    settings: PoolSettings,
+    /// A connection is being opened to spread load.
+    spreading: std::sync::atomic::AtomicBool,
     epoch: Instant,
     opened: AtomicU64,
     /// Failed connection attempts so far; requests that waited for one of them move on.
@@ -86,15 +123,18 @@ pub(crate) type Attempt =
     Result<Response<PooledBody>, (UpstreamError, Option<Request<RequestBody>>)>;
 
 impl EndpointPool {
-    pub(crate) fn new(endpoint: Endpoint, max_streams: usize, idle_timeout: Duration) -> Self {
+    pub(crate) fn new(endpoint: Endpoint, mut settings: PoolSettings) -> Self {
+        settings.max_streams = settings.max_streams.max(1);
+        settings.spread_streams = settings.spread_streams.max(1);
+        settings.max_connections = settings.max_connections.max(1);
         Self {
             endpoint,
             h2: ArcSwap::from_pointee(Vec::new()),
             h1_idle: Mutex::new(Vec::new()),
             protocol: AtomicU8::new(PROTOCOL_UNKNOWN),
             connecting: tokio::sync::Mutex::new(()),
-            max_streams: max_streams.max(1),
-            idle_timeout,
+            settings,
+            spreading: std::sync::atomic::AtomicBool::new(false),
             epoch: Instant::now(),
             opened: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
@@ -126,16 +166,21 @@ impl EndpointPool {
         self.opened.load(Ordering::Relaxed)
     }
 
-    /// Sends a request (origin-form URI) on a pooled or new connection.
+    /// Sends a request (origin-form URI) on a pooled or new connection; `watch` requests pack,
+    /// others spread (see the module documentation).
     pub(crate) async fn send(
         self: &Arc<Self>,
-        connector: &Connector,
+        connector: &Arc<Connector>,
         mut request: Request<RequestBody>,
+        watch: bool,
     ) -> Attempt {
         // A pooled connection can turn out dead between checks; a few tries cover a burst of
         // stale ones without looping forever.
         for _ in 0..4 {
-            if let Some((sender, guard)) = self.checkout_h2() {
+            if let Some((sender, guard, busy_before)) = self.checkout_h2(watch) {
+                if !watch && busy_before >= self.settings.spread_streams {
+                    self.spread(connector);
+                }
                 request = match self.send_h2(sender, guard, request).await {
                     Ok(response) => return Ok(response),
                     Err((error, Some(unsent))) => {
@@ -157,13 +202,49 @@ impl EndpointPool {
             }
             break;
         }
-        self.send_on_new_connection(connector, request).await
+        self.send_on_new_connection(connector, request, watch).await
+    }
+
+    /// Opens one more HTTP/2 connection in the background, unless one is being opened or the
+    /// pool is at `max_connections`.
+    fn spread(self: &Arc<Self>, connector: &Arc<Connector>) {
+        if self.h2.load().len() >= self.settings.max_connections
+            || self.spreading.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let (pool, connector) = (self.clone(), connector.clone());
+        tokio::spawn(async move {
+            let generation = pool.generation.load(Ordering::Acquire);
+            if let Ok(Connection::H2(sender, max_streams)) =
+                connector.connect(&pool.endpoint, false).await
+            {
+                pool.opened.fetch_add(1, Ordering::Relaxed);
+                if pool.generation.load(Ordering::Acquire) == generation {
+                    let conn = Arc::new(H2Conn {
+                        sender,
+                        max_streams,
+                        in_flight: AtomicUsize::new(0),
+                        busy: AtomicUsize::new(0),
+                        idle_since_ms: AtomicU64::new(0),
+                    });
+                    pool.h2.rcu(|list| {
+                        let mut list = Vec::clone(list);
+                        list.push(conn.clone());
+                        list
+                    });
+                    tracing::debug!(endpoint = %pool.endpoint.url(), connections = pool.h2.load().len(), "opened a connection to spread load");
+                }
+            }
+            pool.spreading.store(false, Ordering::Release);
+        });
     }
 
     async fn send_on_new_connection(
         self: &Arc<Self>,
         connector: &Connector,
         request: Request<RequestBody>,
+        watch: bool,
     ) -> Attempt {
         // Until the endpoint is known to speak HTTP/1.1 only, open one connection at a time:
         // with HTTP/2, the one connection serves everybody who waited.
@@ -173,7 +254,7 @@ impl EndpointPool {
         } else {
             Some(self.connecting.lock().await)
         };
-        if let Some((sender, guard)) = self.checkout_h2() {
+        if let Some((sender, guard, _)) = self.checkout_h2(watch) {
             return self.send_h2(sender, guard, request).await;
         }
         // The attempt we waited for failed: do not queue up another full timeout behind it;
@@ -203,6 +284,7 @@ impl EndpointPool {
                     sender: sender.clone(),
                     max_streams,
                     in_flight: AtomicUsize::new(1),
+                    busy: AtomicUsize::new(0),
                     idle_since_ms: AtomicU64::new(0),
                 });
                 // A connection made with a TLS identity retired meanwhile serves this request only.
@@ -213,10 +295,7 @@ impl EndpointPool {
                         list
                     });
                 }
-                let guard = StreamGuard {
-                    conn,
-                    epoch: self.epoch,
-                };
+                let guard = StreamGuard::new(conn, self.epoch, !watch);
                 self.send_h2(sender, guard, request).await
             }
             Connection::H1(sender) => {
@@ -226,22 +305,39 @@ impl EndpointPool {
         }
     }
 
-    /// A connection with a free stream slot, the slot already taken.
-    fn checkout_h2(&self) -> Option<(http2::SendRequest<RequestBody>, StreamGuard)> {
-        for conn in self.h2.load().iter() {
-            if conn.sender.is_closed() {
-                continue;
-            }
+    /// A connection with a free stream slot, the slot already taken, and how many non-watch
+    /// streams it carried before. Watches take the first connection with room; other requests
+    /// the one carrying the fewest of them.
+    fn checkout_h2(
+        &self,
+        watch: bool,
+    ) -> Option<(http2::SendRequest<RequestBody>, StreamGuard, usize)> {
+        let list = self.h2.load();
+        let has_room = |conn: &H2Conn| {
             let limit = self
+                .settings
                 .max_streams
                 .min(conn.max_streams.load(Ordering::Relaxed).max(1));
-            let taken = conn.in_flight.fetch_add(1, Ordering::AcqRel);
-            let guard = StreamGuard {
-                conn: conn.clone(),
-                epoch: self.epoch,
+            (!conn.sender.is_closed() && conn.in_flight.load(Ordering::Relaxed) < limit)
+                .then_some(limit)
+        };
+        let preferred = if watch {
+            None
+        } else {
+            list.iter()
+                .filter(|conn| has_room(conn).is_some())
+                .min_by_key(|conn| conn.busy.load(Ordering::Relaxed))
+        };
+        // The preferred connection first, then any with room (it may have filled meanwhile).
+        for conn in preferred.into_iter().chain(list.iter()) {
+            let Some(limit) = has_room(conn) else {
+                continue;
             };
+            let taken = conn.in_flight.fetch_add(1, Ordering::AcqRel);
+            let busy_before = conn.busy.load(Ordering::Relaxed);
+            let guard = StreamGuard::new(conn.clone(), self.epoch, !watch);
             if taken < limit {
-                return Some((conn.sender.clone(), guard));
+                return Some((conn.sender.clone(), guard, busy_before));
             }
             drop(guard); // full: give the slot back
         }
@@ -260,7 +356,7 @@ impl EndpointPool {
     fn checkout_h1(&self) -> Option<http1::SendRequest<RequestBody>> {
         let mut idle = self.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(entry) = idle.pop() {
-            if entry.sender.is_ready() && entry.since.elapsed() < self.idle_timeout {
+            if entry.sender.is_ready() && entry.since.elapsed() < self.settings.idle_timeout {
                 return Some(entry.sender);
             }
         }
@@ -352,7 +448,7 @@ impl EndpointPool {
     /// Drops closed connections and those idle longer than the idle timeout.
     pub(crate) fn sweep(&self) {
         let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let idle_ms = u64::try_from(self.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let idle_ms = u64::try_from(self.settings.idle_timeout.as_millis()).unwrap_or(u64::MAX);
         self.h2.rcu(|list| {
             list.iter()
                 .filter(|c| {
@@ -364,7 +460,7 @@ impl EndpointPool {
                 .collect::<Vec<_>>()
         });
         let mut idle = self.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|e| !e.sender.is_closed() && e.since.elapsed() < self.idle_timeout);
+        idle.retain(|e| !e.sender.is_closed() && e.since.elapsed() < self.settings.idle_timeout);
     }
 
     /// Open HTTP/2 connections and idle HTTP/1.1 ones (for status and tests).

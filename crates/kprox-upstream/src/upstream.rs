@@ -27,6 +27,8 @@ use crate::{Endpoint, RequestBody, UpstreamError};
 /// Adds kprox's credentials to a request kprox itself makes (health checks).
 pub type Authorize = Arc<dyn Fn(&mut HeaderMap) + Send + Sync>;
 
+pub use crate::pool::PoolSettings;
+
 /// Everything the upstream needs, built by the binary from config and kubeconfig.
 pub struct UpstreamSettings {
     /// Apiserver URLs, in configured order.
@@ -35,10 +37,8 @@ pub struct UpstreamSettings {
     pub tls: Option<TlsSettings>,
     /// Timeouts and keepalive.
     pub connect: ConnectSettings,
-    /// Streams per HTTP/2 connection before another is opened.
-    pub max_streams_per_connection: usize,
-    /// Idle pooled connections are closed after this long.
-    pub idle_timeout: Duration,
+    /// How connections to one apiserver are pooled.
+    pub pool: PoolSettings,
     /// How endpoints are chosen.
     pub policy: Policy,
     /// The URL of the endpoint to prefer (failover policy), if any.
@@ -129,9 +129,9 @@ pub struct Upstream {
     /// The URL to prefer, if configured.
     preferred: Option<String>,
     /// What a new endpoint needs.
-    pool_settings: (usize, Duration),
+    pool_settings: PoolSettings,
     health_settings: HealthSettings,
-    connector: Connector,
+    connector: Arc<Connector>,
     balancer: Balancer,
     retry: RetrySettings,
     budget: RetryBudget,
@@ -221,10 +221,11 @@ impl Upstream {
                     .map(str::to_owned)
             });
         let connector = Connector::new(tls, server_name, settings.connect.clone());
-        let pool_settings = (settings.max_streams_per_connection, settings.idle_timeout);
+        let pool_settings = settings.pool.clone();
+        let connector = Arc::new(connector);
         let states: Vec<Arc<EndpointState>> = endpoints
             .into_iter()
-            .map(|e| new_state(e, pool_settings, &settings.health))
+            .map(|e| new_state(e, &pool_settings, &settings.health))
             .collect();
         let upstream = Arc::new(Self {
             endpoints: ArcSwap::from_pointee(states),
@@ -245,7 +246,10 @@ impl Upstream {
             changes: std::sync::Mutex::new(std::collections::VecDeque::new()),
             watch_resumes: AtomicU64::new(0),
         });
-        tokio::spawn(sweep(Arc::downgrade(&upstream), settings.idle_timeout / 2));
+        tokio::spawn(sweep(
+            Arc::downgrade(&upstream),
+            settings.pool.idle_timeout / 2,
+        ));
         if settings.discover {
             tokio::spawn(crate::discovery::follow(Arc::downgrade(&upstream)));
         }
@@ -306,7 +310,7 @@ impl Upstream {
                 |e| match current.iter().find(|c| c.url.as_ref() == e.url()) {
                     Some(existing) => existing.clone(),
                     None => {
-                        let state = new_state(e, self.pool_settings, &self.health_settings);
+                        let state = new_state(e, &self.pool_settings, &self.health_settings);
                         added.push(state.clone());
                         state
                     }
@@ -525,6 +529,7 @@ impl Upstream {
                 .send(
                     &self.connector,
                     Request::from_parts(parts.clone(), request_body),
+                    watch,
                 )
                 .await
             {
@@ -721,12 +726,12 @@ fn jittered(interval: Duration) -> Duration {
 /// Builds the state of a new endpoint.
 fn new_state(
     endpoint: Endpoint,
-    (max_streams, idle_timeout): (usize, Duration),
+    pool: &PoolSettings,
     health: &HealthSettings,
 ) -> Arc<EndpointState> {
     Arc::new(EndpointState {
         url: Arc::from(endpoint.url()),
-        pool: Arc::new(EndpointPool::new(endpoint, max_streams, idle_timeout)),
+        pool: Arc::new(EndpointPool::new(endpoint, pool.clone())),
         health: Health::new(health.clone()),
         load: Arc::new(Load::default()),
         last_error: std::sync::Mutex::new(None),
@@ -755,7 +760,7 @@ async fn check(upstream: Weak<Upstream>, endpoint: Weak<EndpointState>, settings
         (upstream.authorize)(request.headers_mut());
         let outcome = tokio::time::timeout(
             settings.timeout,
-            endpoint.pool.send(&upstream.connector, request),
+            endpoint.pool.send(&upstream.connector, request, false),
         )
         .await;
         let failure = match outcome {

@@ -8,8 +8,8 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use kprox_testkit::{Behaviour, FakeApiServer, FakeOptions, TestPki};
 use kprox_upstream::{
-    ConnectSettings, ErrorKind, HealthSettings, Policy, RequestBody, RetrySettings, TlsSettings,
-    Upstream, UpstreamSettings,
+    ConnectSettings, ErrorKind, HealthSettings, Policy, PoolSettings, RequestBody, RetrySettings,
+    TlsSettings, Upstream, UpstreamSettings,
 };
 
 const TOKEN: &str = "upstream-test-token";
@@ -30,8 +30,12 @@ fn settings(servers: Vec<String>, pki: &TestPki) -> UpstreamSettings {
             keepalive_timeout: Duration::from_secs(15),
             proxy: None,
         },
-        max_streams_per_connection: 100,
-        idle_timeout: Duration::from_secs(90),
+        pool: PoolSettings {
+            max_streams: 100,
+            spread_streams: 16,
+            max_connections: 4,
+            idle_timeout: Duration::from_secs(90),
+        },
         policy: Policy::Failover,
         preferred: None,
         health: HealthSettings {
@@ -164,6 +168,53 @@ async fn watches_at_the_stream_limit_make_a_new_connection_instead_of_queueing()
     .await;
     assert!(answered.is_ok(), "a GET queued behind watches");
     assert_eq!(server.tls_handshakes(), 2, "a second connection was opened");
+    drop(watches);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn busy_connections_spread_requests_but_watches_pack() {
+    let server = fake(FakeOptions::default()).await;
+    let mut spread = settings(vec![server.url()], server.pki());
+    spread.pool.spread_streams = 2;
+    spread.pool.max_connections = 3;
+    let upstream = Upstream::new(spread).expect("upstream");
+    status_and_body(&upstream, "/version").await;
+
+    // Thirty watches: one connection holds them all.
+    let mut watches = Vec::new();
+    for _ in 0..30 {
+        let response = upstream
+            .send(get("/api/v1/namespaces/default/pods?watch=1"))
+            .await
+            .expect("watch");
+        watches.push(response);
+    }
+    assert_eq!(
+        server.tls_handshakes(),
+        1,
+        "watches pack onto one connection"
+    );
+
+    // Slow requests in waves: each finds the busy connection and asks for another, up to 3.
+    server
+        .set_behaviour(kprox_testkit::Behaviour::Slow(Duration::from_millis(150)))
+        .await;
+    for _ in 0..4 {
+        let wave: Vec<_> = (0..12)
+            .map(|_| {
+                let upstream = upstream.clone();
+                tokio::spawn(async move { status_and_body(&upstream, "/version").await.0 })
+            })
+            .collect();
+        for request in wave {
+            assert_eq!(request.await.expect("request"), StatusCode::OK);
+        }
+    }
+    assert_eq!(
+        server.tls_handshakes(),
+        3,
+        "busy traffic spread over max_connections connections, and no further"
+    );
     drop(watches);
 }
 

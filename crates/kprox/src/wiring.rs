@@ -103,9 +103,14 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
                 .transpose()
                 .context("the kubeconfig cluster's proxy-url")?,
         },
-        max_streams_per_connection: usize::try_from(upstream_config.max_streams_per_connection)
-            .unwrap_or(usize::MAX),
-        idle_timeout: upstream_config.idle_timeout.get(),
+        pool: kprox_upstream::PoolSettings {
+            max_streams: usize::try_from(upstream_config.max_streams_per_connection)
+                .unwrap_or(usize::MAX),
+            spread_streams: usize::try_from(upstream_config.spread_streams).unwrap_or(usize::MAX),
+            max_connections: usize::try_from(upstream_config.max_connections_per_apiserver)
+                .unwrap_or(usize::MAX),
+            idle_timeout: upstream_config.idle_timeout.get(),
+        },
         policy: upstream_config
             .policy
             .parse()

@@ -14,13 +14,13 @@ use crate::TestPki;
 
 /// A TLS server on 127.0.0.1 that answers every request with `answer`, verbatim, and
 /// `/readyz`, `/livez`, `/version` properly so that kprox keeps it in rotation.
-pub struct RawUpstream {
+pub struct RawApiServer {
     addr: SocketAddr,
     pki: Arc<TestPki>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl RawUpstream {
+impl RawApiServer {
     pub async fn start(answer: Vec<u8>) -> anyhow::Result<Self> {
         let pki = Arc::new(TestPki::new("raw-upstream-ca")?);
         let cert = pki.server_cert(&["127.0.0.1", "localhost"])?;
@@ -80,15 +80,15 @@ impl RawUpstream {
     }
 }
 
-impl std::fmt::Debug for RawUpstream {
+impl std::fmt::Debug for RawApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawUpstream")
+        f.debug_struct("RawApiServer")
             .field("addr", &self.addr)
             .finish()
     }
 }
 
-impl Drop for RawUpstream {
+impl Drop for RawApiServer {
     fn drop(&mut self) {
         self.task.abort();
     }
