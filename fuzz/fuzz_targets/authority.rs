@@ -4,33 +4,8 @@
 #![no_main]
 
 use http::{HeaderMap, HeaderValue, Method, header};
-use kprox_config::{
-    DEFAULT_ACCEPT_HOSTS, DEFAULT_ACCEPT_PATHS, DEFAULT_REJECT_METHODS, DEFAULT_REJECT_PATHS,
-    FilterConfig,
-};
-use kprox_listener::Filter;
 use kprox_listener::filter::host_of;
 use libfuzzer_sys::fuzz_target;
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| (*s).to_owned()).collect()
-}
-
-/// kubectl proxy's default filters, compiled once.
-fn default_filter() -> &'static Filter {
-    static FILTER: std::sync::OnceLock<Filter> = std::sync::OnceLock::new();
-    FILTER.get_or_init(|| {
-        Filter::new(&FilterConfig {
-            accept_hosts: strings(DEFAULT_ACCEPT_HOSTS),
-            accept_paths: strings(DEFAULT_ACCEPT_PATHS),
-            reject_paths: strings(DEFAULT_REJECT_PATHS),
-            reject_methods: strings(DEFAULT_REJECT_METHODS),
-            disable: false,
-            pass_client_credentials: false,
-        })
-        .expect("the default filters compile")
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     // First line: the Host header; second line, if any: the absolute-form authority.
@@ -47,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(value) = HeaderValue::from_str(host) else {
         return;
     };
-    let filter = default_filter();
+    let filter = kprox_fuzz::default_filter();
     let mut headers = HeaderMap::new();
     headers.insert(header::HOST, value);
     let accepted = filter

@@ -223,24 +223,16 @@ impl Handler for Pipeline {
             .map_or_else(|_| "(refused)".to_owned(), Clone::clone);
         self.metrics.in_flight().inc();
 
-        let mut response = match (
-            self.head_limits.check(&request),
-            crate::request_head::check_framing(&request),
-        ) {
+        let mut response = match self.head_limits.check(&request) {
             // Boxed: the routing future (about 12 KiB of nested state) is freed once the
             // response head is back, instead of staying inside the connection for as long as
             // a watch streams. hyper keeps a connection's service future allocated for the
             // connection's life, so this is the difference between ~13 KiB and a few hundred
             // bytes per open watch.
-            (Ok(()), Ok(())) => Box::pin(self.route(request, path, client)).await,
-            (Err(why), _) => crate::forward::closing(self.refuse(
+            Ok(()) => Box::pin(self.route(request, path, client)).await,
+            Err(why) => crate::forward::closing(self.refuse(
                 "headers",
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                &format!("kprox refused this request: {why}"),
-            )),
-            (_, Err(why)) => crate::forward::closing(self.refuse(
-                "framing",
-                StatusCode::BAD_REQUEST,
                 &format!("kprox refused this request: {why}"),
             )),
         };

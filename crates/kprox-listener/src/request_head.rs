@@ -43,7 +43,11 @@ impl HeadLimits {
             ));
         }
         // As on the wire: `METHOD target HTTP/1.1\r\n`, then `name: value\r\n` per field.
-        let start_line = request.method().as_str().len() + request.uri().to_string().len() + 11;
+        let uri = request.uri();
+        let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+            + uri.authority().map_or(0, |a| a.as_str().len())
+            + uri.path_and_query().map_or(1, |p| p.as_str().len());
+        let start_line = request.method().as_str().len() + target + 11;
         let fields: usize = headers
             .iter()
             .map(|(name, value)| name.as_str().len() + value.len() + 4)
@@ -57,22 +61,6 @@ impl HeadLimits {
         }
         Ok(())
     }
-}
-
-/// `Err(message)` when the request's framing is ambiguous: `Content-Length` together with
-/// `Transfer-Encoding`, or more than one `Content-Length`. hyper resolves both cases by the
-/// RFC (the coding wins; equal lengths merge), but a request that different parsers could read
-/// differently is a smuggling attempt or a broken client either way, and is refused (400).
-pub fn check_framing<B>(request: &Request<B>) -> Result<(), &'static str> {
-    let headers = request.headers();
-    let lengths = headers.get_all(http::header::CONTENT_LENGTH).iter().count();
-    if lengths > 1 {
-        return Err("the request has more than one Content-Length");
-    }
-    if lengths == 1 && headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return Err("the request has both Content-Length and Transfer-Encoding");
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -103,22 +91,6 @@ mod tests {
             .check(&request(&many))
             .expect_err("over the count");
         assert!(error.contains("101 header fields"), "{error}");
-    }
-
-    #[test]
-    fn ambiguous_framing_is_refused() {
-        let both = request(&[
-            ("content-length", "5".into()),
-            ("transfer-encoding", "chunked".into()),
-        ]);
-        assert!(check_framing(&both).is_err());
-        let twice = request(&[
-            ("content-length", "5".into()),
-            ("content-length", "5".into()),
-        ]);
-        assert!(check_framing(&twice).is_err());
-        let one = request(&[("content-length", "5".into())]);
-        assert_eq!(check_framing(&one), Ok(()));
     }
 
     #[test]
