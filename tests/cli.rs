@@ -270,6 +270,32 @@ fn a_bad_environment_value_names_the_variable() {
     assert!(line.contains("KPROX_LISTEN__PORT"), "{line}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_worker_threads_sets_the_serving_threads() {
+    let cluster = Cluster::start().await;
+    for threads in ["1", "3"] {
+        let kprox = Kprox::start_with_env(
+            &["--kubeconfig", &cluster.kubeconfig_arg()],
+            &[("KPROX_RUNTIME__WORKER_THREADS", threads)],
+        );
+        fetch_ok(&kprox.url("/version"));
+        let logged = format!("worker_threads={threads}");
+        let stderr = kprox.stderr();
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("runtime ready") && l.split_whitespace().any(|w| w == logged)),
+            "{stderr}"
+        );
+    }
+    let line = one_line_error(&kprox(
+        &["config", "check"],
+        &[("KPROX_RUNTIME__WORKER_THREADS", "5000")],
+    ));
+    assert!(line.contains("runtime.worker_threads"), "{line}");
+    assert!(line.contains("0 for one per CPU"), "{line}");
+}
+
 #[test]
 fn a_unix_socket_with_a_custom_port_is_refused() {
     let line = one_line_error(&kprox(

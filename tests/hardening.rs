@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use kprox_testkit::{FakeOptions, RawApiServer};
 use support::raw::{Raw, exchange_async};
-use support::{Cluster, Kprox, TOKEN, ok_stdout, require_tool};
+use support::{Cluster, Kprox, TOKEN, require_tool};
 
 /// Every limit small, so that each can be crossed in a second or two.
 const TIGHT: &[(&str, &str)] = &[
@@ -589,7 +589,7 @@ async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
         received < size / 2,
         "the whole response was kept for a client that did not read ({received} bytes)"
     );
-    let open = metric(&kprox, "kprox_listener_connections_open");
+    let open = kprox.metric("kprox_listener_connections_open");
     assert_eq!(
         open,
         Some(0.0),
@@ -810,14 +810,6 @@ fn slowhttptest(mode: &str, url: &str, seconds: u32, extra: &[&str]) -> (Vec<Vec
     (rows, exit)
 }
 
-/// The value of an unlabelled metric on kprox's admin listener.
-fn metric(kprox: &Kprox, name: &str) -> Option<f64> {
-    let url = format!("{}/metrics", kprox.admin_url());
-    ok_stdout(&support::run("curl", &["-sS", &url]), "curl /metrics")
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 // §3.17 with the attack tool itself: slowloris (-H) and slow body (-B) connections are closed by
 // kprox within its timeouts while a probe is still served; slow readers (-X) are cut off and
 // reset, so neither kprox nor the kernel keeps sending to them.
@@ -869,9 +861,11 @@ async fn slowhttptest_attacks_are_cut_off_and_service_stays_up() {
         )
     });
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let during = metric(&kprox, "kprox_listener_connections_open").unwrap_or(0.0);
+    let during = kprox
+        .metric("kprox_listener_connections_open")
+        .unwrap_or(0.0);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let after = metric(&kprox, "kprox_listener_connections_open");
+    let after = kprox.metric("kprox_listener_connections_open");
     let port = kprox
         .address
         .rsplit(':')

@@ -36,6 +36,10 @@ pub struct Options {
     pub measure: Duration,
     /// Idle watches opened at once through each target.
     pub watches: usize,
+    /// Run only the workloads whose name contains this (the watch workload is "idle watches").
+    pub only: Option<String>,
+    /// How kprox is started beyond its binary: environment and a wrapper such as a profiler.
+    pub launch: subject::Launch,
 }
 
 impl Options {
@@ -48,6 +52,8 @@ impl Options {
             warmup: Duration::from_millis(100),
             measure: Duration::from_millis(300),
             watches: 20,
+            only: None,
+            launch: subject::Launch::default(),
         }
     }
 }
@@ -129,7 +135,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 
     let mut report = Report::new(options);
     for round in 0..options.rounds {
-        let kprox = Subject::kprox(&options.kprox, &kubeconfig)?;
+        let kprox = Subject::kprox(&options.kprox, &kubeconfig, &options.launch)?;
         let kubectl = Subject::kubectl_proxy(&options.kubectl, &kubeconfig)?;
         for subject in [&kprox, &kubectl] {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -140,7 +146,13 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 idle_rss_kib: subject.memory_kib()?.0,
             });
         }
-        for workload in workloads() {
+        let selected = |name: &str| {
+            options
+                .only
+                .as_deref()
+                .is_none_or(|only| name.contains(only))
+        };
+        for workload in workloads().into_iter().filter(|w| selected(w.name)) {
             let targets: [(&str, Target, Option<&Subject>); 3] = [
                 ("direct", direct.clone(), None),
                 ("kprox", Target::Plain(kprox.address), Some(&kprox)),
@@ -184,6 +196,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         // Through the proxies only: the figure is the proxy's memory, and 10,000 direct TLS
         // watches would need 20,000 descriptors in this one process (the fake runs here too).
         for subject in [&kprox, &kubectl] {
+            if !selected(WATCH_WORKLOAD) {
+                break;
+            }
             report
                 .watches
                 .push(idle_watches(&server, subject, round, options.watches).await?);
@@ -191,6 +206,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     }
     Ok(report)
 }
+
+/// The idle-watch workload's name, as `--only` matches it.
+pub const WATCH_WORKLOAD: &str = "idle watches";
 
 /// Opens the watches, weighs the proxy, sends one event and counts the watches that saw it.
 async fn idle_watches(

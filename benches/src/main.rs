@@ -31,6 +31,16 @@ struct Args {
     /// Idle watches opened at once through each target.
     #[arg(long, default_value_t = 10_000)]
     watches: usize,
+    /// Run only the workloads whose name contains this ("idle watches" for the watches).
+    #[arg(long)]
+    only: Option<String>,
+    /// Environment for kprox, KEY=VALUE; repeat for more (e.g. a runtime sweep).
+    #[arg(long = "kprox-env", value_parser = parse_env)]
+    kprox_env: Vec<(String, String)>,
+    /// A command to run kprox under, e.g. "heaptrack -o /tmp/kprox" (split on spaces).
+    /// Memory and CPU figures are then the wrapper's process.
+    #[arg(long)]
+    wrap: Option<String>,
     /// A run of a few seconds that proves the benchmark works.
     #[arg(long)]
     smoke: bool,
@@ -39,10 +49,16 @@ struct Args {
     out: PathBuf,
 }
 
+fn parse_env(pair: &str) -> Result<(String, String), String> {
+    pair.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{pair:?} is not KEY=VALUE"))
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let kubectl = kprox_bench::which(&args.kubectl)?;
-    let options = if args.smoke {
+    let mut options = if args.smoke {
         kprox_bench::Options::smoke(args.kprox.clone(), kubectl)
     } else {
         kprox_bench::Options {
@@ -52,8 +68,18 @@ fn main() -> anyhow::Result<()> {
             warmup: Duration::from_secs_f64(args.warmup),
             measure: Duration::from_secs_f64(args.seconds),
             watches: args.watches,
+            only: None,
+            launch: kprox_bench::subject::Launch::default(),
         }
     };
+    options.only = args.only.clone();
+    options.launch.env = args.kprox_env.clone();
+    options.launch.wrap = args
+        .wrap
+        .iter()
+        .flat_map(|w| w.split_whitespace())
+        .map(str::to_owned)
+        .collect();
     anyhow::ensure!(
         options.kprox.is_file(),
         "no kprox binary at {} (build it with `cargo build --release -p kprox`, or pass --kprox)",

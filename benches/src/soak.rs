@@ -22,6 +22,7 @@ use kprox_testkit::{
 use serde_json::{Value, json};
 
 use crate::load::{Target, connect};
+use crate::subject::Launch;
 use crate::subject::Subject;
 
 const TOKEN: &str = "soak-token-8b2d";
@@ -260,7 +261,12 @@ pub async fn soak(options: &SoakOptions) -> anyhow::Result<SoakReport> {
         .current("soak")
         .write(&kubeconfig)?;
     let urls: Vec<String> = servers.iter().map(FakeApiServer::url).collect();
-    let kprox = Subject::kprox_with(&options.kprox, &kubeconfig, &["--server", &urls.join(",")])?;
+    let kprox = Subject::kprox_with(
+        &options.kprox,
+        &kubeconfig,
+        &["--server", &urls.join(",")],
+        &Launch::default(),
+    )?;
     let pid = kprox.pid();
     let target = Target::Plain(kprox.address);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,23 +15,51 @@ pub struct Subject {
     child: Child,
     /// From spawning the process to its first answered request.
     pub startup: Duration,
+    /// Run under a wrapper in its own process group, stopped with SIGTERM so a profiler can
+    /// write its output.
+    wrapped: bool,
+}
+
+/// How kprox is started beyond its binary and arguments.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// Extra environment, e.g. `KPROX_RUNTIME__WORKER_THREADS=1` for a sweep.
+    pub env: Vec<(String, String)>,
+    /// A command kprox runs under, e.g. `heaptrack -o /tmp/kprox`. Its process is the one
+    /// weighed, so memory and CPU figures then include the wrapper's.
+    pub wrap: Vec<String>,
 }
 
 impl Subject {
     /// `kprox --port 0` against `kubeconfig`, with its admin listener off. The idle-watch
     /// workload holds 10,000 client connections; kprox's default cap is 1,000 (kubectl proxy
     /// has none), so the cap is raised.
-    pub fn kprox(binary: &Path, kubeconfig: &Path) -> anyhow::Result<Self> {
-        Self::kprox_with(binary, kubeconfig, &[])
+    pub fn kprox(binary: &Path, kubeconfig: &Path, launch: &Launch) -> anyhow::Result<Self> {
+        Self::kprox_with(binary, kubeconfig, &[], launch)
     }
 
     /// `kprox` as [`Subject::kprox`], with more arguments.
-    pub fn kprox_with(binary: &Path, kubeconfig: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut command = Command::new(binary);
+    pub fn kprox_with(
+        binary: &Path,
+        kubeconfig: &Path,
+        extra: &[&str],
+        launch: &Launch,
+    ) -> anyhow::Result<Self> {
+        let mut command = match launch.wrap.split_first() {
+            Some((wrapper, wrapper_args)) => {
+                let mut command = Command::new(wrapper);
+                command.args(wrapper_args).arg(binary).process_group(0);
+                command
+            }
+            None => Command::new(binary),
+        };
         command.args(["--port", "0", "--admin-address", "off", "--kubeconfig"]);
         command.arg(kubeconfig).args(extra);
         command.env("KPROX_LISTEN__MAX_CONNECTIONS", "20000");
-        Self::spawn("kprox", command)
+        command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        let mut subject = Self::spawn("kprox", command)?;
+        subject.wrapped = !launch.wrap.is_empty();
+        Ok(subject)
     }
 
     /// `kubectl proxy --port 0` against `kubeconfig`.
@@ -53,11 +82,23 @@ impl Subject {
             .stdout
             .take()
             .ok_or_else(|| anyhow::anyhow!("{name}: no stdout"))?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let Some(address) = line.trim().strip_prefix("Starting to serve on ") else {
-            let _ = child.kill();
-            anyhow::bail!("{name} printed {line:?} instead of its address");
+        // A wrapper (a profiler) may print a few lines of its own first.
+        let mut lines = BufReader::new(stdout).lines();
+        let mut printed = Vec::new();
+        let address = loop {
+            let line = lines.next().transpose()?;
+            if let Some(address) = line
+                .as_deref()
+                .and_then(|l| l.trim().strip_prefix("Starting to serve on "))
+            {
+                break address.to_owned();
+            }
+            let ended = line.is_none();
+            printed.extend(line);
+            if ended || printed.len() >= 20 {
+                let _ = child.kill();
+                anyhow::bail!("{name} printed {printed:?} instead of its address");
+            }
         };
         let address: SocketAddr = address.parse()?;
         let mut subject = Self {
@@ -65,6 +106,7 @@ impl Subject {
             address,
             child,
             startup: Duration::ZERO,
+            wrapped: false,
         };
         subject.startup = wait_for_first_answer(address, started)?;
         Ok(subject)
@@ -87,6 +129,14 @@ impl Subject {
 
 impl Drop for Subject {
     fn drop(&mut self) {
+        if self.wrapped {
+            let group = format!("-{}", self.pid());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -153,6 +153,14 @@ impl Kprox {
         format!("http://{}{path}", self.address)
     }
 
+    /// The value of an unlabelled metric on kprox's admin listener.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let url = format!("{}/metrics", self.admin_url());
+        ok_stdout(&run("curl", &["-sS", &url]), "curl /metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// The admin listener's base URL, from the line kprox prints on stderr.
     pub fn admin_url(&self) -> String {
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -18,6 +18,16 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub log: LogConfig,
     pub admin: AdminConfig,
+    pub runtime: RuntimeConfig,
+}
+
+/// The async runtime's shape; read once at start (changing it needs a restart).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuntimeConfig {
+    /// Threads serving connections; `0` (the default) is one per CPU kprox may use (cgroup
+    /// quotas included). `1` gives the lowest tail latency when kprox shares a small machine
+    /// with busy clients (benches/results); more give more throughput when cores are free.
+    pub worker_threads: usize,
 }
 
 /// The admin listener.

@@ -14,7 +14,7 @@ mod validate;
 
 pub use config::{
     AdminConfig, Config, FilterConfig, KubeconfigConfig, ListenConfig, ListenLimits, LogConfig,
-    LogFormat, UpstreamConfig, WwwConfig,
+    LogFormat, RuntimeConfig, UpstreamConfig, WwwConfig,
 };
 pub use duration::{DurationError, GoDuration};
 pub use error::ConfigError;

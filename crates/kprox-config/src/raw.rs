@@ -33,6 +33,17 @@ pub struct RawConfig {
     /// The admin listener (metrics, health, status page).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<RawAdmin>,
+    /// The async runtime's shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RawRuntime>,
+}
+
+/// `[runtime]`: how many threads serve connections.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRuntime {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker_threads: Option<u64>,
 }
 
 /// `[admin]`: where kprox's own endpoints are served.

@@ -9,7 +9,7 @@ use serde::Serializer;
 use crate::raw::RawConfig;
 use crate::{
     AdminConfig, Config, ConfigError, FilterConfig, GoDuration, KubeconfigConfig, ListenConfig,
-    ListenLimits, LogConfig, LogFormat, UpstreamConfig, WwwConfig,
+    ListenLimits, LogConfig, LogFormat, RuntimeConfig, UpstreamConfig, WwwConfig,
 };
 
 /// kubectl proxy's default `--address`.
@@ -99,6 +99,9 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_APISERVER: u32 = 4;
 /// Streams per HTTP/2 connection before kprox opens another (Go's default server allows 250,
 /// the apiserver 1000 by default; staying below both leaves room for watches).
 pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+/// More runtime threads than this is a typo, not a machine.
+const MAX_WORKER_THREADS: u64 = 1024;
+
 /// The admin listener: next to kubectl proxy's 8001.
 pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:8002";
 /// Log filter.
@@ -495,6 +498,22 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         },
     };
 
+    let worker_threads = raw
+        .runtime
+        .as_ref()
+        .and_then(|r| r.worker_threads)
+        .unwrap_or(0);
+    if worker_threads > MAX_WORKER_THREADS {
+        return Err(err(
+            "runtime.worker_threads",
+            format!("{worker_threads} threads is more than kprox can use"),
+            "write a number from 1 to 1024, or 0 for one per CPU",
+        ));
+    }
+    let runtime = RuntimeConfig {
+        worker_threads: usize::try_from(worker_threads).unwrap_or(0),
+    };
+
     Ok(Config {
         listen,
         filter,
@@ -503,6 +522,7 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         upstream,
         log,
         admin,
+        runtime,
     })
 }
 

@@ -5,12 +5,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::body::IncomingBody;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use kprox_auth::Credentials;
 use kprox_upstream::{Upstream, UpstreamError};
 
@@ -75,7 +75,7 @@ impl Forwarder {
     }
 
     /// The client's body held to the limits; the verdict says why it failed, if it did.
-    fn limited(&self, body: Incoming) -> (ClientBody, Arc<Verdict>) {
+    fn limited(&self, body: IncomingBody) -> (ClientBody, Arc<Verdict>) {
         LimitedBody::new(body, self.settings.body_limits)
     }
 
@@ -155,7 +155,7 @@ impl Forwarder {
     /// apiserver's response, or a `Status` error when it cannot be had.
     pub async fn forward(
         &self,
-        request: Request<Incoming>,
+        request: Request<IncomingBody>,
         path: &str,
         client: Option<IpAddr>,
     ) -> Response<ProxyBody> {
@@ -281,7 +281,7 @@ impl Forwarder {
     /// client connection ends with it and nothing pipelined behind the request is read.
     pub async fn forward_upgrade(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<IncomingBody>,
         path: &str,
         client: Option<IpAddr>,
     ) -> Response<ProxyBody> {
@@ -326,7 +326,7 @@ impl Forwarder {
 }
 
 /// A client's request body under kprox's limits.
-type ClientBody = LimitedBody<Incoming>;
+type ClientBody = LimitedBody<IncomingBody>;
 
 /// Largest request body kept in memory so that it can be sent again after a credential refresh.
 const REPLAY_LIMIT: usize = 64 * 1024;

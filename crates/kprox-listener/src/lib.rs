@@ -19,14 +19,16 @@ mod observe;
 mod pipeline;
 mod request_body;
 mod request_head;
+mod rewind;
 pub mod sanitise;
 mod serve;
 mod status;
 pub mod tls;
 pub mod upgrade;
+mod watch_path;
 mod www;
 
-pub use body::{BoxError, ProxyBody, full};
+pub use body::{BoxError, IncomingBody, ProxyBody, full};
 pub use client_auth::ClientToken;
 pub use client_io::ConnectionTimeouts;
 pub use drain::Drain;

@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::body::IncomingBody;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use kprox_telemetry::Metrics;
 use kprox_upstream::Served;
 
@@ -47,19 +47,20 @@ pub struct Pipeline {
     head_limits: HeadLimits,
 }
 
+/// Whether a request with this query string asks for a watch (`watch=true` or `watch=1`).
+pub(crate) fn is_watch(query: Option<&str>) -> bool {
+    query.is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"))
+}
+
 /// Request kinds, as metrics index them.
 const PLAIN: usize = 0;
 const WATCH: usize = 1;
 const UPGRADE: usize = 2;
 
-fn kind_of(request: &Request<Incoming>) -> usize {
+fn kind_of(request: &Request<IncomingBody>) -> usize {
     if request.headers().contains_key(http::header::UPGRADE) {
         UPGRADE
-    } else if request
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"))
-    {
+    } else if is_watch(request.uri().query()) {
         WATCH
     } else {
         PLAIN
@@ -148,7 +149,7 @@ impl Pipeline {
 
     async fn route(
         &self,
-        mut request: Request<Incoming>,
+        mut request: Request<IncomingBody>,
         path: Result<String, String>,
         client: Option<IpAddr>,
     ) -> Response<ProxyBody> {
@@ -211,7 +212,7 @@ impl Pipeline {
 impl Handler for Pipeline {
     async fn handle(
         &self,
-        request: Request<Incoming>,
+        request: Request<IncomingBody>,
         client: Option<IpAddr>,
     ) -> Response<ProxyBody> {
         let started = Instant::now();

@@ -10,17 +10,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::body::ProxyBody;
-use crate::client_io::{ClientIo, ConnectionState, ConnectionTimeouts, ExchangeBody};
+use crate::body::{IncomingBody, ProxyBody};
+use crate::client_io::{ClientIo, ClientSocket, ConnectionState, ConnectionTimeouts, ExchangeBody};
 use crate::request_head::HeadLimits;
+use crate::rewind::Rewind;
+use crate::watch_path::{self, FirstRead};
 
 /// A bound listening socket.
 #[derive(Debug)]
@@ -93,7 +97,7 @@ impl Drop for OpenConnection {
 pub trait Handler: Send + Sync + 'static {
     fn handle(
         &self,
-        request: Request<Incoming>,
+        request: Request<IncomingBody>,
         client: Option<IpAddr>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send;
 }
@@ -132,32 +136,6 @@ pub async fn serve<H: Handler>(
                 .with_interval(period);
             let _ = socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive);
         }
-        let handler = handler.clone();
-        let state = Arc::new(ConnectionState::default());
-        let timeouts = settings.timeouts;
-        let service = {
-            let state = state.clone();
-            service_fn(move |request| {
-                let handler = handler.clone();
-                let in_flight = state.begin();
-                let state = state.clone();
-                async move {
-                    if state.take_ambiguous() {
-                        let refusal = crate::forward::closing(crate::status_response(
-                            http::StatusCode::BAD_REQUEST,
-                            "kprox refused this request: its body is framed ambiguously (Content-Length with Transfer-Encoding, or more than one Content-Length)",
-                        ));
-                        return Ok(refusal.map(|body| ExchangeBody::new(body, in_flight)));
-                    }
-                    let response = handler.handle(request, client).await;
-                    if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                        state.upgraded();
-                    }
-                    Ok::<_, Infallible>(response.map(|body| ExchangeBody::new(body, in_flight)))
-                }
-            })
-        };
-        let builder = http1_builder(&settings);
         let Ok(permit) = capacity.clone().try_acquire_owned() else {
             // Over the cap: answer at once and close, without reading the request.
             if let Some(metrics) = &settings.metrics {
@@ -170,46 +148,28 @@ pub async fn serve<H: Handler>(
             }
             continue;
         };
-        let stop = stopping.subscribe();
-        let guard = (settings.metrics.clone().map(OpenConnection::new), permit);
+        let connection = Connection {
+            handler: handler.clone(),
+            client,
+            builder: http1_builder(&settings),
+            timeouts: settings.timeouts,
+            stop: stopping.subscribe(),
+            _open: (settings.metrics.clone().map(OpenConnection::new), permit),
+        };
         match (io, settings.tls.clone()) {
             (Stream::Tcp(tcp), Some(tls)) => {
                 let handshake_timeout = settings.timeouts.header_read;
                 connections.spawn(async move {
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            run_connection(
-                                builder
-                                    .serve_connection(
-                                        TokioIo::new(ClientIo::new(tls, state, timeouts)),
-                                        service,
-                                    )
-                                    .with_upgrades(),
-                                stop,
-                                guard,
-                            )
-                            .await
-                        }
+                        Ok(Ok(tls)) => connection.run(tls).await,
                         Ok(Err(error)) => tracing::debug!(%error, "client TLS handshake failed"),
                         Err(_) => tracing::debug!("client TLS handshake timed out"),
                     }
                 })
             }
-            (Stream::Tcp(tcp), None) => connections.spawn(run_connection(
-                builder
-                    .serve_connection(TokioIo::new(ClientIo::new(tcp, state, timeouts)), service)
-                    .with_upgrades(),
-                stop,
-                guard,
-            )),
-            (Stream::Unix(unix), _) => connections.spawn(run_connection(
-                builder
-                    .serve_connection(TokioIo::new(ClientIo::new(unix, state, timeouts)), service)
-                    .with_upgrades(),
-                stop,
-                guard,
-            )),
+            (Stream::Tcp(tcp), None) => connections.spawn(connection.run(tcp)),
+            (Stream::Unix(unix), _) => connections.spawn(connection.run(unix)),
         };
     }
     // Stop accepting: new connections are refused from here on.
@@ -240,6 +200,75 @@ pub async fn serve<H: Handler>(
     }
 }
 
+/// One accepted client connection and what serving it needs.
+struct Connection<H> {
+    handler: Arc<H>,
+    client: Option<IpAddr>,
+    builder: hyper::server::conn::http1::Builder,
+    timeouts: ConnectionTimeouts,
+    stop: watch::Receiver<bool>,
+    /// Counted as open, and holding a place under the cap, until served.
+    _open: (Option<OpenConnection>, tokio::sync::OwnedSemaphorePermit),
+}
+
+impl<H: Handler> Connection<H> {
+    /// Serves the connection until it closes: a first request that is a watch by kprox's own
+    /// writer (`watch_path.rs`), everything else by hyper.
+    async fn run<T>(self, socket: T)
+    where
+        T: AsyncRead + AsyncWrite + ClientSocket + Unpin + Send + 'static,
+    {
+        let state = Arc::new(ConnectionState::default());
+        let mut io = ClientIo::new(socket, state.clone(), self.timeouts);
+        let replay = match watch_path::read_first(&mut io).await {
+            FirstRead::Closed => return,
+            FirstRead::Other(bytes) => bytes,
+            FirstRead::Watch(request) => {
+                let answered =
+                    watch_path::answer(&mut io, &state, *request, &*self.handler, self.client);
+                // Boxed: the task stays small for as long as the watch is open.
+                match Box::pin(answered).await {
+                    Ok(true) if !*self.stop.borrow() => Bytes::new(),
+                    Ok(_) => return,
+                    Err(error) => {
+                        tracing::debug!(%error, "client connection ended with an error");
+                        return;
+                    }
+                }
+            }
+        };
+        let handler = self.handler.clone();
+        let client = self.client;
+        let service = service_fn(move |request: Request<Incoming>| {
+            let handler = handler.clone();
+            let in_flight = state.begin();
+            let state = state.clone();
+            async move {
+                if state.take_ambiguous() {
+                    let refusal = crate::forward::closing(crate::status_response(
+                        http::StatusCode::BAD_REQUEST,
+                        "kprox refused this request: its body is framed ambiguously (Content-Length with Transfer-Encoding, or more than one Content-Length)",
+                    ));
+                    return Ok(refusal.map(|body| ExchangeBody::new(body, in_flight)));
+                }
+                let response = handler
+                    .handle(request.map(IncomingBody::from), client)
+                    .await;
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    state.upgraded();
+                }
+                Ok::<_, Infallible>(response.map(|body| ExchangeBody::new(body, in_flight)))
+            }
+        });
+        let hyper_connection = self
+            .builder
+            .serve_connection(TokioIo::new(Rewind::new(replay, io)), service)
+            .with_upgrades();
+        // Boxed: hyper's connection state is large and only some connections need it.
+        Box::pin(drive(hyper_connection, self.stop)).await;
+    }
+}
+
 /// hyper's HTTP/1.1 server with kprox's hard limits. Its header timer (from the end of one
 /// response to the end of the next request's headers) is only a backstop: `ClientIo` enforces
 /// the idle and header-read timeouts separately and sooner.
@@ -258,12 +287,10 @@ fn http1_builder(settings: &ServeSettings) -> hyper::server::conn::http1::Builde
     builder
 }
 
-/// Drives one connection; on shutdown, asks hyper to finish the current exchange and close.
-async fn run_connection<C>(
-    conn: C,
-    mut stop: watch::Receiver<bool>,
-    _open: (Option<OpenConnection>, tokio::sync::OwnedSemaphorePermit),
-) where
+/// Drives hyper's side of a connection; on shutdown, asks hyper to finish the current
+/// exchange and close.
+async fn drive<C>(conn: C, mut stop: watch::Receiver<bool>)
+where
     C: Future<Output = hyper::Result<()>> + GracefulShutdownable,
 {
     tokio::pin!(conn);

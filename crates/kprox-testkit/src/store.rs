@@ -289,6 +289,11 @@ impl Store {
         state.history.clear();
     }
 
+    /// Watches open on this store now (each holds a receiver until its stream ends).
+    pub fn watchers(&self) -> usize {
+        self.events.receiver_count()
+    }
+
     /// Events after `since` for a resource, plus a receiver for later ones; `Err` when `since`
     /// is older than the compacted history. Taken under one lock so nothing falls in between.
     pub fn watch_from(

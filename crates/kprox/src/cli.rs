@@ -251,6 +251,8 @@ impl ProxyFlags {
             upstream: (upstream != RawUpstream::default()).then_some(upstream),
             log: (log != RawLog::default()).then_some(log),
             admin: (admin != RawAdmin::default()).then_some(admin),
+            // No flag: the runtime's shape is set in the file or KPROX_RUNTIME__WORKER_THREADS.
+            runtime: None,
         }
     }
 }

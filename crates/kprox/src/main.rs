@@ -23,10 +23,16 @@ use crate::cli::{Cli, Command, ConfigCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The runtime's shape comes from the configuration; a configuration that does not load is
+    // reported by the command itself, with the runtime at its default shape.
+    let worker_threads = run::load_config(&cli.flags)
+        .map(|config| config.runtime.worker_threads)
+        .unwrap_or(0);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

@@ -39,6 +39,10 @@ pub async fn serve_then(
     on_serving: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
     let stack = wiring::build(config, access).await?;
+    tracing::info!(
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        "runtime ready"
+    );
     if config.filter.disable {
         tracing::warn!(
             "request filter is disabled, this is dangerous: any web page you visit can use your cluster credentials (XSRF)"
