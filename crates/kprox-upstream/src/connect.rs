@@ -219,9 +219,13 @@ impl Connector {
                     .keep_alive_while_idle(true);
             }
             // Large windows let big lists stream at full speed; backpressure still applies.
+            // Frames of up to 64 KiB instead of HTTP/2's default 16 KiB: a quarter of the
+            // frames, body chunks and client writes per byte (1 MiB lists: +12% req/s and 15%
+            // less CPU, benches/run); larger frames measured no better.
             builder
                 .initial_stream_window_size(2 * 1024 * 1024)
-                .initial_connection_window_size(8 * 1024 * 1024);
+                .initial_connection_window_size(8 * 1024 * 1024)
+                .max_frame_size(MAX_FRAME_SIZE);
             let (sender, conn) = builder.handshake(io).await.map_err(failed)?;
             let max_streams = Arc::new(AtomicUsize::new(conn.current_max_send_streams()));
             let tracked = TrackStreamLimit {
@@ -247,6 +251,9 @@ impl Connector {
         }
     }
 }
+
+/// The largest HTTP/2 frame kprox asks apiservers to send.
+const MAX_FRAME_SIZE: u32 = 64 * 1024;
 
 type H2Driver<I> = http2::Connection<I, RequestBody, TokioExecutor>;
 

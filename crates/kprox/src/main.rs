@@ -17,6 +17,14 @@ mod wiring;
 
 use std::process::ExitCode;
 
+/// jemalloc rather than glibc's malloc: streaming large lists allocates and frees frame-sized
+/// buffers at a high rate, which glibc answers with page faults and heap trimming. Measured
+/// with benches/run (same machine, same run): 1 MiB lists +20-30% req/s and 30% less CPU per
+/// request; small requests unchanged; idle RSS +1.7 MiB, 10,000 watches 90.7 -> 93.3 MiB.
+/// (mimalloc was faster still but nearly doubled idle and peak memory.)
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::Parser;
 
 use crate::cli::{Cli, Command, ConfigCommand};
