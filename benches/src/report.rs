@@ -264,18 +264,20 @@ impl Report {
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "\n| idle watches | target | watches open | received the next event | RSS MiB |"
-        );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|");
-        for subject in ["kprox", "kubectl proxy"] {
-            let (rss, opened, received) = self.watch_median(subject);
+        if !self.watches.is_empty() {
             let _ = writeln!(
                 out,
-                "| idle watches | {subject} | {opened} | {received} | {} |",
-                dash(rss, 1)
+                "\n| idle watches | target | watches open | received the next event | RSS MiB |"
             );
+            let _ = writeln!(out, "|---|---|---:|---:|---:|");
+            for subject in ["kprox", "kubectl proxy"] {
+                let (rss, opened, received) = self.watch_median(subject);
+                let _ = writeln!(
+                    out,
+                    "| idle watches | {subject} | {opened} | {received} | {} |",
+                    dash(rss, 1)
+                );
+            }
         }
         let _ = writeln!(
             out,

@@ -37,6 +37,8 @@ fn main() -> ExitCode {
         .map(|config| config.runtime.worker_threads)
         .unwrap_or(0);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // Named so that top -H, perf sched and /proc tell kprox's threads from a client's.
+    builder.thread_name("kprox-worker");
     if worker_threads > 0 {
         builder.worker_threads(worker_threads);
     }
