@@ -9,7 +9,12 @@ use std::path::PathBuf;
 async fn the_benchmark_runs_every_workload_against_every_target() {
     let kubectl = kprox_bench::which(std::path::Path::new("kubectl"))
         .expect("kubectl must be installed (scripts/test-all installs it)");
-    let options = kprox_bench::Options::smoke(PathBuf::from(env!("CARGO_BIN_EXE_kprox")), kubectl);
+    let mut options =
+        kprox_bench::Options::smoke(PathBuf::from(env!("CARGO_BIN_EXE_kprox")), kubectl);
+    options.nginx = Some(
+        kprox_bench::which(std::path::Path::new("nginx"))
+            .expect("nginx must be installed (scripts/test-all installs it)"),
+    );
     let report = kprox_bench::run(&options).await.expect("benchmark runs");
 
     let workloads = report.workloads();
@@ -44,7 +49,7 @@ async fn the_benchmark_runs_every_workload_against_every_target() {
     let json = report.to_json();
     assert_eq!(
         json["medians"].as_array().map(Vec::len),
-        Some(workloads.len() * 3)
+        Some(workloads.len() * kprox_bench::report::SUBJECTS.len())
     );
     let markdown = report.to_markdown();
     assert!(
@@ -52,15 +57,21 @@ async fn the_benchmark_runs_every_workload_against_every_target() {
         "{markdown}"
     );
     assert!(
-        markdown.contains("req/s kprox / kubectl proxy"),
+        markdown.contains("req/s kprox / kubectl proxy")
+            && markdown.contains("req/s kprox / nginx")
+            && markdown.contains("| small GET, 64 connections | nginx |"),
         "{markdown}"
     );
     let svg = report.to_svg();
     assert!(
-        svg.starts_with("<svg") && svg.contains("kubectl proxy"),
+        svg.starts_with("<svg") && svg.contains("kubectl proxy") && svg.contains("nginx"),
         "{svg}"
     );
-    assert_eq!(svg.matches("<rect x=").count(), workloads.len() * 3 + 3);
+    let targets = kprox_bench::report::SUBJECTS.len();
+    assert_eq!(
+        svg.matches("<rect x=").count(),
+        workloads.len() * targets + targets
+    );
 }
 
 // The soak (benches/soak) in small: every request through kprox ends in a response while the

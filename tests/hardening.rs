@@ -453,6 +453,19 @@ async fn a_hanging_upstream_connect_is_cut_at_the_connect_timeout() {
 }
 
 /// Reads until the peer closes; returns the bytes and how long it took.
+/// A connection to `address` with a 4 KiB receive buffer, so that a client that does not read
+/// pushes back on kprox at once.
+fn small_window_connection(address: &str) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let addr: std::net::SocketAddr = address.parse().expect("address");
+    socket.connect(&addr.into()).expect("connect");
+    socket.into()
+}
+
 fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
     let started = Instant::now();
     stream
@@ -564,14 +577,7 @@ async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
     let size: usize = 64 << 20;
     let address = kprox.address.clone();
     let received = tokio::task::spawn_blocking(move || {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        socket
-            .set_recv_buffer_size(4096)
-            .expect("small receive buffer");
-        let addr: std::net::SocketAddr = address.parse().expect("address");
-        socket.connect(&addr.into()).expect("connect");
-        let mut stream: TcpStream = socket.into();
+        let mut stream = small_window_connection(&address);
         stream
             .write_all(
                 format!("GET /testkit/blob?bytes={size} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
@@ -595,6 +601,55 @@ async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
         Some(0.0),
         "the cut-off connection is still counted open"
     );
+}
+
+// §3.17 on the watch path (crates/kprox-listener/src/watch_path.rs, kprox's own writer): a
+// watch whose client stops reading is cut off at the write timeout too, and the apiserver's
+// watch ends with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
+    let cluster = Cluster::start().await;
+    let kprox = tight_kprox(&cluster, &[]);
+    let store = cluster.server.store().clone();
+    let address = kprox.address.clone();
+    let watcher = tokio::task::spawn_blocking(move || {
+        let mut stream = small_window_connection(&address);
+        stream
+            .write_all(get("/api/v1/namespaces/default/configmaps?watch=1", "").as_bytes())
+            .expect("request");
+        // Do not read for 4 s while the events pour in: the write timeout (1 s) fires.
+        std::thread::sleep(Duration::from_secs(4));
+        read_until_closed(&mut stream, Duration::from_secs(20))
+            .0
+            .len()
+    });
+    // 200 events of 64 KiB: 12.5 MiB, far more than the sockets and windows between hold.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let value = "x".repeat(64 * 1024);
+    for i in 0..200 {
+        store
+            .create(
+                kprox_testkit::Resource::ConfigMaps,
+                "default",
+                serde_json::json!({"metadata": {"name": format!("big-{i}")}, "data": {"v": value}}),
+            )
+            .expect("create");
+    }
+    let received = watcher.await.expect("slow watcher");
+    assert!(
+        received < 200 * 64 * 1024 / 2,
+        "the whole stream was kept for a client that did not read ({received} bytes)"
+    );
+    assert_eq!(kprox.metric("kprox_listener_connections_open"), Some(0.0));
+    assert_eq!(kprox.metric("kprox_watches_open"), Some(0.0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.watchers() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the apiserver's watch never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 // Keep-alive: an idle connection is closed after idle_timeout (1 s here), one that never sent

@@ -170,6 +170,41 @@ async fn a_request_pipelined_behind_a_watch_is_answered_after_it_in_order() {
     assert_eq!(pod["metadata"]["name"], "beta");
 }
 
+// A request sent while the watch streams (HTTP/1.1 pipelining) is kept, not read as part of
+// the watch, and answered by hyper once the watch has ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_sent_while_a_watch_streams_is_answered_after_it() {
+    let cluster = Cluster::start().await;
+    let kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg()]);
+    let address = kprox.address.clone();
+    let responses = tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&address).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        stream
+            .write_all(b"GET /api/v1/namespaces/default/pods?watch=1&timeoutSeconds=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("watch");
+        std::thread::sleep(Duration::from_millis(300));
+        stream
+            .write_all(b"GET /api/v1/namespaces/default/pods/alpha HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("the next request");
+        let mut reader = BufReader::new(stream);
+        [read_framed(&mut reader), read_framed(&mut reader)]
+    })
+    .await
+    .expect("exchange");
+    assert!(responses[0].head.starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(json_lines(&responses[0].body).len(), 2);
+    assert!(
+        responses[1].head.starts_with("HTTP/1.1 200 OK\r\n"),
+        "{}",
+        responses[1].head
+    );
+    let pod: serde_json::Value = serde_json::from_slice(&responses[1].body).expect("a pod");
+    assert_eq!(pod["metadata"]["name"], "alpha");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_leaves_its_watch_ends_it_upstream() {
     let cluster = Cluster::start().await;

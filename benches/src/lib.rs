@@ -40,6 +40,8 @@ pub struct Options {
     pub only: Option<String>,
     /// How kprox is started beyond its binary: environment and a wrapper such as a profiler.
     pub launch: subject::Launch,
+    /// nginx, when installed: compared as a plain reverse proxy.
+    pub nginx: Option<PathBuf>,
 }
 
 impl Options {
@@ -54,6 +56,7 @@ impl Options {
             watches: 20,
             only: None,
             launch: subject::Launch::default(),
+            nginx: None,
         }
     }
 }
@@ -137,6 +140,20 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
     for round in 0..options.rounds {
         let kprox = Subject::kprox(&options.kprox, &kubeconfig, &options.launch)?;
         let kubectl = Subject::kubectl_proxy(&options.kubectl, &kubeconfig)?;
+        let nginx_dir = tempfile::tempdir()?;
+        let nginx = options
+            .nginx
+            .as_ref()
+            .map(|binary| {
+                Subject::nginx(
+                    binary,
+                    nginx_dir.path(),
+                    server.addr(),
+                    &server.ca_pem(),
+                    TOKEN,
+                )
+            })
+            .transpose()?;
         for subject in [&kprox, &kubectl] {
             tokio::time::sleep(Duration::from_millis(200)).await;
             report.starts.push(StartRecord {
@@ -153,7 +170,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 .is_none_or(|only| name.contains(only))
         };
         for workload in workloads().into_iter().filter(|w| selected(w.name)) {
-            let targets: [(&str, Target, Option<&Subject>); 3] = [
+            let mut targets: Vec<(&str, Target, Option<&Subject>)> = vec![
                 ("direct", direct.clone(), None),
                 ("kprox", Target::Plain(kprox.address), Some(&kprox)),
                 (
@@ -162,6 +179,9 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                     Some(&kubectl),
                 ),
             ];
+            if let Some(nginx) = &nginx {
+                targets.push(("nginx", Target::Plain(nginx.address), Some(nginx)));
+            }
             for (name, target, subject) in targets {
                 let cpu_before = subject.map(Subject::cpu_seconds).transpose()?;
                 let sample = load::drive(

@@ -70,9 +70,17 @@ fn main() -> anyhow::Result<()> {
             watches: args.watches,
             only: None,
             launch: kprox_bench::subject::Launch::default(),
+            nginx: None,
         }
     };
     options.only = args.only.clone();
+    // nginx joins the comparison when it is installed (Debian: apt-get install nginx).
+    options.nginx = kprox_bench::which(std::path::Path::new("nginx")).ok();
+    if options.nginx.is_none() {
+        eprintln!(
+            "nginx is not installed: comparing kprox with kubectl proxy and a direct connection only"
+        );
+    }
     options.launch.env = args.kprox_env.clone();
     options.launch.wrap = args
         .wrap

@@ -84,7 +84,8 @@ pub struct Summary {
     pub errors: u64,
 }
 
-pub const SUBJECTS: [&str; 3] = ["direct", "kprox", "kubectl proxy"];
+/// Every target that can be measured, in the order tables and charts show them.
+pub const SUBJECTS: [&str; 4] = ["direct", "kprox", "kubectl proxy", "nginx"];
 
 impl Report {
     pub fn new(options: &Options) -> Self {
@@ -95,6 +96,14 @@ impl Report {
             watches: Vec::new(),
             starts: Vec::new(),
         }
+    }
+
+    /// The targets this run measured (nginx only when it was installed).
+    pub fn subjects(&self) -> Vec<&'static str> {
+        SUBJECTS
+            .into_iter()
+            .filter(|s| self.records.iter().any(|r| r.subject == *s))
+            .collect()
     }
 
     /// The workloads in the order they ran.
@@ -153,7 +162,7 @@ impl Report {
     pub fn to_json(&self) -> Value {
         let mut summaries = Vec::new();
         for workload in self.workloads() {
-            for subject in SUBJECTS {
+            for subject in self.subjects() {
                 let s = self.summary(&workload, subject);
                 summaries.push(json!({
                     "workload": s.workload, "subject": s.subject,
@@ -230,6 +239,21 @@ impl Report {
                 format!("{workload}: peak RSS kprox / kubectl proxy"),
                 kprox.peak_rss_mib / kubectl.peak_rss_mib,
             ));
+            if self.subjects().contains(&"nginx") {
+                let nginx = self.summary(&workload, "nginx");
+                ratios.push((
+                    format!("{workload}: req/s kprox / nginx"),
+                    kprox.requests_per_second / nginx.requests_per_second,
+                ));
+                ratios.push((
+                    format!("{workload}: p99 kprox / nginx"),
+                    kprox.p99_ms / nginx.p99_ms,
+                ));
+                ratios.push((
+                    format!("{workload}: CPU per 10k kprox / nginx"),
+                    kprox.cpu_seconds_per_10k / nginx.cpu_seconds_per_10k,
+                ));
+            }
         }
         ratios
     }
@@ -248,7 +272,7 @@ impl Report {
         );
         let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
         for workload in self.workloads() {
-            for subject in SUBJECTS {
+            for subject in self.subjects() {
                 let s = self.summary(&workload, subject);
                 let _ = writeln!(
                     out,
@@ -303,8 +327,9 @@ impl Report {
     /// A grouped bar chart of requests per second, each workload scaled to its fastest target.
     pub fn to_svg(&self) -> String {
         let workloads = self.workloads();
-        let colours = ["#7a869a", "#2f7ed8", "#d9822b"];
-        let group_width = 200.0;
+        let colours = ["#7a869a", "#2f7ed8", "#d9822b", "#3a9a5b"];
+        let bars = self.subjects().len().max(1) as f64;
+        let group_width = 30.0 + 55.0 * bars;
         let width = 80.0 + group_width * workloads.len() as f64;
         let height = 330.0;
         let plot_height = 220.0;
@@ -319,8 +344,11 @@ impl Report {
             self.rounds
         );
         for (g, workload) in workloads.iter().enumerate() {
-            let summaries: Vec<Summary> =
-                SUBJECTS.iter().map(|s| self.summary(workload, s)).collect();
+            let summaries: Vec<Summary> = self
+                .subjects()
+                .iter()
+                .map(|s| self.summary(workload, s))
+                .collect();
             let best = summaries
                 .iter()
                 .map(|s| s.requests_per_second)
@@ -347,12 +375,12 @@ impl Report {
             let _ = writeln!(
                 svg,
                 r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-                x0 + 92.5,
+                x0 + 10.0 + 55.0 * bars / 2.0 - 5.0,
                 40.0 + plot_height + 18.0,
                 xml_escape(workload)
             );
         }
-        for (i, subject) in SUBJECTS.iter().enumerate() {
+        for (i, subject) in self.subjects().iter().enumerate() {
             let x = 60.0 + 130.0 * i as f64;
             let _ = writeln!(
                 svg,

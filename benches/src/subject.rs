@@ -15,9 +15,13 @@ pub struct Subject {
     child: Child,
     /// From spawning the process to its first answered request.
     pub startup: Duration,
-    /// Run under a wrapper in its own process group, stopped with SIGTERM so a profiler can
-    /// write its output.
-    wrapped: bool,
+    /// In its own process group, stopped with SIGTERM to the group: a profiler writing its
+    /// output, or nginx ending its workers.
+    stop_group: bool,
+    /// Its children are part of it (nginx's workers): memory and CPU are summed over them.
+    with_children: bool,
+    /// The program itself, when it runs under a wrapper.
+    program: Option<std::path::PathBuf>,
 }
 
 /// How kprox is started beyond its binary and arguments.
@@ -58,7 +62,102 @@ impl Subject {
         command.env("KPROX_LISTEN__MAX_CONNECTIONS", "20000");
         command.envs(launch.env.iter().map(|(k, v)| (k, v)));
         let mut subject = Self::spawn("kprox", command)?;
-        subject.wrapped = !launch.wrap.is_empty();
+        if !launch.wrap.is_empty() {
+            subject.stop_group = true;
+            subject.program = Some(binary.canonicalize()?);
+        }
+        Ok(subject)
+    }
+
+    /// nginx as a plain reverse proxy, the way a platform team would put it in front of an
+    /// apiserver: TLS verified against the cluster CA, the token added, a keep-alive pool of
+    /// upstream connections, one worker per core, streaming both ways (no buffering to disk,
+    /// which a watch could not survive). Its files go in `dir`.
+    pub fn nginx(
+        binary: &Path,
+        dir: &Path,
+        upstream: SocketAddr,
+        ca_pem: &str,
+        token: &str,
+    ) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir_text = dir.display();
+        std::fs::write(dir.join("ca.pem"), ca_pem)?;
+        let config = format!(
+            r#"worker_processes 2;
+daemon off;
+pid {dir_text}/nginx.pid;
+error_log {dir_text}/error.log warn;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir_text}/body;
+    proxy_temp_path {dir_text}/proxy;
+    fastcgi_temp_path {dir_text}/fastcgi;
+    uwsgi_temp_path {dir_text}/uwsgi;
+    scgi_temp_path {dir_text}/scgi;
+    upstream apiserver {{
+        server {upstream};
+        keepalive 128;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        # nginx closes a client connection after 1,000 requests by default; the load
+        # generator keeps its connections, as kubectl and client-go do.
+        keepalive_requests 1000000;
+        keepalive_timeout 300s;
+        client_max_body_size 3m;
+        location / {{
+            proxy_pass https://apiserver;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer {token}";
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {dir_text}/ca.pem;
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_buffer_size 64k;
+            proxy_buffers 8 64k;
+        }}
+    }}
+}}
+"#
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, config)?;
+        let started = Instant::now();
+        let mut command = Command::new(binary);
+        command
+            .arg("-c")
+            .arg(&path)
+            .args(["-e", &format!("{dir_text}/error.log")])
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("nginx did not start: {e}"))?;
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut subject = Self {
+            name: "nginx",
+            address,
+            child,
+            startup: Duration::ZERO,
+            stop_group: true,
+            with_children: true,
+            program: None,
+        };
+        subject.startup = wait_for_first_answer(address, started).map_err(|e| {
+            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            anyhow::anyhow!("{e}; nginx's error log: {log}")
+        })?;
         Ok(subject)
     }
 
@@ -106,7 +205,9 @@ impl Subject {
             address,
             child,
             startup: Duration::ZERO,
-            wrapped: false,
+            stop_group: false,
+            with_children: false,
+            program: None,
         };
         subject.startup = wait_for_first_answer(address, started)?;
         Ok(subject)
@@ -116,22 +217,54 @@ impl Subject {
         self.child.id()
     }
 
-    /// CPU seconds (user + system) the process has used so far.
-    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        cpu_seconds(self.pid())
+    /// The process and, for nginx, its workers.
+    fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![self.pid()];
+        if self.with_children {
+            let children =
+                std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid()))
+                    .unwrap_or_default();
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        pids
     }
 
-    /// Resident memory now and its peak (VmRSS, VmHWM), in KiB.
+    /// CPU seconds (user + system) the process (and its workers) has used so far.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        self.pids().into_iter().map(cpu_seconds).sum()
+    }
+
+    /// Resident memory now and its peak (VmRSS, VmHWM), in KiB; summed over nginx's workers.
     pub fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
-        memory_kib(self.pid())
+        self.pids()
+            .into_iter()
+            .map(memory_kib)
+            .try_fold((0, 0), |(rss, hwm), m| m.map(|(r, h)| (rss + r, hwm + h)))
     }
 }
 
 impl Drop for Subject {
     fn drop(&mut self) {
-        if self.wrapped {
-            let group = format!("-{}", self.pid());
-            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        if self.stop_group {
+            // A profiler's own helpers must outlive the program to write their output: signal
+            // the program when it can be told apart, the whole group otherwise (nginx).
+            let targets = match &self.program {
+                Some(program) => processes_in_group(self.pid(), program),
+                None => Vec::new(),
+            };
+            let targets = if targets.is_empty() {
+                vec![format!("-{}", self.pid())]
+            } else {
+                targets.iter().map(u32::to_string).collect()
+            };
+            let _ = Command::new("kill")
+                .args(["-TERM", "--"])
+                .args(&targets)
+                .status();
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(50));
@@ -140,6 +273,32 @@ impl Drop for Subject {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The processes in process group `group` running `program`.
+fn processes_in_group(group: u32, program: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let in_group = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let after = stat
+                        .rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(2)?
+                        .to_owned();
+                    after.parse::<u32>().ok()
+                })
+                == Some(group);
+            in_group
+                && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == program)
+        })
+        .collect()
 }
 
 /// Polls `GET /version` through the proxy until it answers 200.

@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -24,7 +23,7 @@ use crate::body::{IncomingBody, ProxyBody};
 use crate::client_io::{ClientIo, ClientSocket, ConnectionState, ConnectionTimeouts, ExchangeBody};
 use crate::request_head::HeadLimits;
 use crate::rewind::Rewind;
-use crate::watch_path::{self, FirstRead};
+use crate::watch_path::{self, Answered, FirstRead};
 
 /// A bound listening socket.
 #[derive(Debug)]
@@ -224,11 +223,18 @@ impl<H: Handler> Connection<H> {
             FirstRead::Closed => return,
             FirstRead::Other(bytes) => bytes,
             FirstRead::Watch(request) => {
+                // Each step boxed, so the task stays small for as long as the watch is open.
                 let answered =
-                    watch_path::answer(&mut io, &state, *request, &*self.handler, self.client);
-                // Boxed: the task stays small for as long as the watch is open.
-                match Box::pin(answered).await {
-                    Ok(true) if !*self.stop.borrow() => Bytes::new(),
+                    watch_path::answer(&mut io, &state, request, &*self.handler, self.client);
+                let carry_on = match Box::pin(answered).await {
+                    Ok(Answered::Finished(carry_on)) => Ok(carry_on),
+                    Ok(Answered::Streaming(streaming)) => {
+                        Box::pin(watch_path::stream(&mut io, streaming)).await
+                    }
+                    Err(error) => Err(error),
+                };
+                match carry_on {
+                    Ok(Some(replay)) if !*self.stop.borrow() => replay,
                     Ok(_) => return,
                     Err(error) => {
                         tracing::debug!(%error, "client connection ended with an error");

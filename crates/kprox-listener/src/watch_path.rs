@@ -25,8 +25,8 @@ use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::body::IncomingBody;
-use crate::client_io::{ClientIo, ClientSocket, ConnectionState};
+use crate::body::{IncomingBody, ProxyBody};
+use crate::client_io::{ClientIo, ClientSocket, ConnectionState, InFlight};
 use crate::serve::Handler;
 
 /// What the first read on a connection held.
@@ -123,15 +123,38 @@ fn connection_option(value: &HeaderValue) -> Option<bool> {
     }
 }
 
-/// Answers a watch request read by [`read_first`]; `Ok(true)` when the connection may carry
-/// another request. The client going away (end of stream) ends the watch upstream too.
+/// What [`answer`] did: the whole answer is out, or the head is out and the body is to be
+/// [`stream`]ed.
+pub(crate) enum Answered {
+    /// `Some(bytes)`: the connection carries on, with what the client has sent meanwhile put
+    /// back in front for hyper; `None`: it closes.
+    Finished(Option<Bytes>),
+    Streaming(Streaming),
+}
+
+/// A response whose head is written and whose body is still to come.
+pub(crate) struct Streaming {
+    body: ProxyBody,
+    /// The body's length when known (sent as is), or `None` (chunked).
+    length: Option<u64>,
+    /// The connection closes after this response.
+    closes: bool,
+    /// The connection is busy (for `ClientIo`'s timeouts) until the body is sent.
+    in_flight: InFlight,
+    /// Bytes the client sent after its request (a pipelined request), for hyper.
+    early: BytesMut,
+}
+
+/// Answers a watch request read by [`read_first`] up to its response head. The client going
+/// away (end of stream) ends the request upstream too. The head's state is freed before the
+/// body streams: a watch holds only [`stream`]'s small state for its hours.
 pub(crate) async fn answer<T, H>(
     io: &mut ClientIo<T>,
     state: &Arc<ConnectionState>,
-    request: Request<IncomingBody>,
+    request: Box<Request<IncomingBody>>,
     handler: &H,
     client: Option<IpAddr>,
-) -> io::Result<bool>
+) -> io::Result<Answered>
 where
     T: AsyncRead + AsyncWrite + ClientSocket + Unpin,
     H: Handler,
@@ -141,66 +164,128 @@ where
         .get(header::CONNECTION)
         .and_then(connection_option)
         .unwrap_or(false);
-    let _in_flight = state.begin();
-    // Bytes the client sends while its watch is answered are not read as a request: the
-    // connection closes after the answer instead.
-    let mut ignored = false;
-    let mut scratch = [0u8; 64];
+    let in_flight = state.begin();
+    // The client is read while it waits, to see it leave (end of stream). Should it send
+    // bytes instead (a pipelined request), they are kept for hyper and reading stops there:
+    // nothing the client sends is read as anything but the next request.
+    let mut early = BytesMut::new();
+    let mut scratch = [0u8; 16];
 
-    let handling = handler.handle(request, client);
-    tokio::pin!(handling);
+    // Boxed and dropped once the head is back: the handler's state (~1.5 KiB) is not kept
+    // for the hours a watch may stream.
+    let mut handling = Box::pin(handler.handle(*request, client));
     let response = loop {
         tokio::select! {
+            biased;
             response = &mut handling => break response,
-            read = io.read(&mut scratch) => match read {
-                Ok(0) | Err(_) => return Ok(false),
-                Ok(_) => ignored = true,
+            read = io.read(&mut scratch), if early.is_empty() => match read {
+                Ok(0) | Err(_) => return Ok(Answered::Finished(None)),
+                Ok(n) => early.extend_from_slice(&scratch[..n]),
             },
         }
     };
-    let (parts, mut body) = response.into_parts();
-    let bodiless = parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    // A body of known size (a refusal's `Status`) goes out with its length, as hyper does.
-    let length = declared.or_else(|| http_body::Body::size_hint(&body).exact());
-    let closes = client_closes
-        || ignored
-        || parts
-            .headers
-            .get(header::CONNECTION)
-            .and_then(connection_option)
-            .unwrap_or(false);
-    let add_length = length.filter(|_| declared.is_none() && !bodiless);
-    let Some(head) = response_head(parts.status, &parts.headers, bodiless, add_length, closes)
-    else {
+    drop(handling);
+    let (parts, body) = response.into_parts();
+    let Some(plan) = Plan::of(&parts, &body, client_closes) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "the response has a header that cannot be written",
         ));
     };
+    drop(parts);
+    let Plan {
+        head,
+        bodiless,
+        length,
+        closes,
+    } = plan;
     io.write_all(&head).await?;
     io.flush().await?;
     drop(head);
     if bodiless {
-        return Ok(!closes);
+        return Ok(Answered::Finished((!closes).then(|| early.freeze())));
     }
+    Ok(Answered::Streaming(Streaming {
+        body,
+        length,
+        closes,
+        in_flight,
+        early,
+    }))
+}
 
+/// How a response goes out: its head, and how its body is framed.
+struct Plan {
+    head: Vec<u8>,
+    /// No body may follow (1xx, 204, 304).
+    bodiless: bool,
+    /// The body's length when known (sent as is), or `None` (chunked).
+    length: Option<u64>,
+    /// The connection closes after this response.
+    closes: bool,
+}
+
+impl Plan {
+    /// `None` if a header cannot be written.
+    fn of(parts: &http::response::Parts, body: &ProxyBody, closes: bool) -> Option<Self> {
+        let bodiless = parts.status.is_informational()
+            || parts.status == StatusCode::NO_CONTENT
+            || parts.status == StatusCode::NOT_MODIFIED;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        // A body of known size (a refusal's `Status`) goes out with its length, as hyper does.
+        let length = declared.or_else(|| http_body::Body::size_hint(body).exact());
+        let closes = closes
+            || parts
+                .headers
+                .get(header::CONNECTION)
+                .and_then(connection_option)
+                .unwrap_or(false);
+        let add_length = length.filter(|_| declared.is_none() && !bodiless);
+        let head = response_head(parts.status, &parts.headers, bodiless, add_length, closes)?;
+        Some(Self {
+            head,
+            bodiless,
+            length,
+            closes,
+        })
+    }
+}
+
+/// Sends the body as it comes, framed by its length or chunked, while watching the client
+/// (as [`answer`] does): `Ok(Some(bytes))` when it was sent whole and the connection carries
+/// on, with what the client sent meanwhile for hyper.
+pub(crate) async fn stream<T>(
+    io: &mut ClientIo<T>,
+    streaming: Streaming,
+) -> io::Result<Option<Bytes>>
+where
+    T: AsyncRead + AsyncWrite + ClientSocket + Unpin,
+{
+    let Streaming {
+        mut body,
+        length,
+        closes,
+        in_flight,
+        mut early,
+    } = streaming;
+    let mut scratch = [0u8; 16];
     let mut sent: u64 = 0;
-    loop {
+    // With a known length the client knows when the answer is complete and may send its next
+    // request at once: stop watching it then.
+    while length.is_none_or(|length| sent < length) {
         tokio::select! {
+            biased;
             frame = body.frame() => match frame {
                 None => break,
                 // The stream from the apiserver broke: end the connection without the final
                 // chunk, so the client sees a cut stream rather than a complete one.
                 Some(Err(error)) => {
                     tracing::debug!(%error, "watch stream ended with an error");
-                    return Ok(false);
+                    return Ok(None);
                 }
                 Some(Ok(frame)) => {
                     let Ok(mut data) = frame.into_data() else { continue };
@@ -218,9 +303,9 @@ where
                     io.flush().await?;
                 }
             },
-            read = io.read(&mut scratch) => match read {
-                Ok(0) | Err(_) => return Ok(false),
-                Ok(_) => ignored = true,
+            read = io.read(&mut scratch), if early.is_empty() => match read {
+                Ok(0) | Err(_) => return Ok(None),
+                Ok(n) => early.extend_from_slice(&scratch[..n]),
             },
         }
     }
@@ -230,10 +315,11 @@ where
             io.flush().await?;
         }
         // A body shorter or longer than declared leaves the framing unknown: close.
-        Some(declared) if declared != sent => return Ok(false),
+        Some(declared) if declared != sent => return Ok(None),
         Some(_) => {}
     }
-    Ok(!(closes || ignored))
+    drop(in_flight);
+    Ok((!closes).then(|| early.freeze()))
 }
 
 /// The status line and header section, with `content-length: add_length` when given and

@@ -22,6 +22,7 @@ use std::process::ExitCode;
 /// with benches/run (same machine, same run): 1 MiB lists +20-30% req/s and 30% less CPU per
 /// request; small requests unchanged; idle RSS +1.7 MiB, 10,000 watches 90.7 -> 93.3 MiB.
 /// (mimalloc was faster still but nearly doubled idle and peak memory.)
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
