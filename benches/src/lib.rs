@@ -138,6 +138,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
 
     let mut report = Report::new(options);
     for round in 0..options.rounds {
+        if round > 0 {
+            // The previous round's 10,000 watches and its proxies are still being torn down
+            // (20,000 sockets closing): let the machine settle before timing the next starts.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
         let kprox = Subject::kprox(&options.kprox, &kubeconfig, &options.launch)?;
         let kubectl = Subject::kubectl_proxy(&options.kubectl, &kubeconfig)?;
         let nginx_dir = tempfile::tempdir()?;
