@@ -19,14 +19,20 @@ fn json_lines(body: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A connection to kprox whose reads give up after 10 s.
+fn connect(address: &str) -> TcpStream {
+    let stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
+}
+
 /// Sends `request`, then reads `count` responses off the same connection.
 async fn exchange(kprox: &Kprox, request: String, count: usize) -> (Vec<Framed>, TcpStream) {
     let address = kprox.address.clone();
     tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(&address).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
+        let mut stream = connect(&address);
         stream.write_all(request.as_bytes()).expect("send");
         let mut reader = BufReader::new(stream.try_clone().expect("clone"));
         let responses = (0..count).map(|_| read_framed(&mut reader)).collect();
@@ -178,10 +184,7 @@ async fn a_request_sent_while_a_watch_streams_is_answered_after_it() {
     let kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg()]);
     let address = kprox.address.clone();
     let responses = tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(&address).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
+        let mut stream = connect(&address);
         stream
             .write_all(b"GET /api/v1/namespaces/default/pods?watch=1&timeoutSeconds=1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .expect("watch");
@@ -212,7 +215,7 @@ async fn a_client_that_leaves_its_watch_ends_it_upstream() {
     let watch = "GET /api/v1/namespaces/default/pods?watch=1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
     let address = kprox.address.clone();
     let stream = tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(&address).expect("connect");
+        let mut stream = connect(&address);
         stream.write_all(watch.as_bytes()).expect("send");
         let mut reader = BufReader::new(stream.try_clone().expect("clone"));
         let mut line = String::new();

@@ -7,19 +7,12 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, header};
-use kprox_config::{
-    DEFAULT_ACCEPT_HOSTS, DEFAULT_ACCEPT_PATHS, DEFAULT_REJECT_METHODS, DEFAULT_REJECT_PATHS,
-    FilterConfig,
-};
+use kprox_config::FilterConfig;
 use kprox_listener::{Filter, hop_by_hop, normalise::normalise, sanitise};
 use kprox_upstream::Policy;
 use kprox_upstream::balancer::{Balancer, Load};
 
 const PATH_ONLY: &str = "/api/v1/namespaces/default/pods";
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| (*s).to_owned()).collect()
-}
 
 fn client_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
@@ -35,15 +28,8 @@ fn client_headers() -> HeaderMap {
 }
 
 fn filters(c: &mut Criterion) {
-    let filter = Filter::new(&FilterConfig {
-        accept_hosts: strings(DEFAULT_ACCEPT_HOSTS),
-        accept_paths: strings(DEFAULT_ACCEPT_PATHS),
-        reject_paths: strings(DEFAULT_REJECT_PATHS),
-        reject_methods: strings(DEFAULT_REJECT_METHODS),
-        disable: false,
-        pass_client_credentials: false,
-    })
-    .expect("the default filters compile");
+    let filter =
+        Filter::new(&FilterConfig::kubectl_defaults()).expect("the default filters compile");
     let headers = client_headers();
     c.bench_function("filter: default rules, accepted GET", |b| {
         b.iter(|| {

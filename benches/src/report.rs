@@ -211,48 +211,35 @@ impl Report {
     /// The ratios the targets are stated in.
     pub fn ratios(&self) -> Vec<(String, f64)> {
         let mut ratios = Vec::new();
+        let with_nginx = self.subjects().contains(&"nginx");
         for workload in self.workloads() {
-            let direct = self.summary(&workload, "direct");
-            let kprox = self.summary(&workload, "kprox");
-            let kubectl = self.summary(&workload, "kubectl proxy");
-            ratios.push((
-                format!("{workload}: req/s kprox / kubectl proxy"),
-                kprox.requests_per_second / kubectl.requests_per_second,
-            ));
-            ratios.push((
-                format!("{workload}: req/s kprox / direct"),
-                kprox.requests_per_second / direct.requests_per_second,
-            ));
-            ratios.push((
-                format!("{workload}: p99 kprox / kubectl proxy"),
-                kprox.p99_ms / kubectl.p99_ms,
-            ));
-            ratios.push((
-                format!("{workload}: added p50 latency kprox / kubectl proxy"),
+            let of = |subject| self.summary(&workload, subject);
+            let (direct, kprox, kubectl) = (of("direct"), of("kprox"), of("kubectl proxy"));
+            let mut push = |what: &str, value: f64| {
+                ratios.push((format!("{workload}: {what}"), value));
+            };
+            let rps = |s: &Summary| s.requests_per_second;
+            push("req/s kprox / kubectl proxy", rps(&kprox) / rps(&kubectl));
+            push("req/s kprox / direct", rps(&kprox) / rps(&direct));
+            push("p99 kprox / kubectl proxy", kprox.p99_ms / kubectl.p99_ms);
+            push(
+                "added p50 latency kprox / kubectl proxy",
                 (kprox.p50_ms - direct.p50_ms) / (kubectl.p50_ms - direct.p50_ms),
-            ));
-            ratios.push((
-                format!("{workload}: CPU per 10k kprox / kubectl proxy"),
-                kprox.cpu_seconds_per_10k / kubectl.cpu_seconds_per_10k,
-            ));
-            ratios.push((
-                format!("{workload}: peak RSS kprox / kubectl proxy"),
+            );
+            let cpu = |s: &Summary| s.cpu_seconds_per_10k;
+            push(
+                "CPU per 10k kprox / kubectl proxy",
+                cpu(&kprox) / cpu(&kubectl),
+            );
+            push(
+                "peak RSS kprox / kubectl proxy",
                 kprox.peak_rss_mib / kubectl.peak_rss_mib,
-            ));
-            if self.subjects().contains(&"nginx") {
-                let nginx = self.summary(&workload, "nginx");
-                ratios.push((
-                    format!("{workload}: req/s kprox / nginx"),
-                    kprox.requests_per_second / nginx.requests_per_second,
-                ));
-                ratios.push((
-                    format!("{workload}: p99 kprox / nginx"),
-                    kprox.p99_ms / nginx.p99_ms,
-                ));
-                ratios.push((
-                    format!("{workload}: CPU per 10k kprox / nginx"),
-                    kprox.cpu_seconds_per_10k / nginx.cpu_seconds_per_10k,
-                ));
+            );
+            if with_nginx {
+                let nginx = of("nginx");
+                push("req/s kprox / nginx", rps(&kprox) / rps(&nginx));
+                push("p99 kprox / nginx", kprox.p99_ms / nginx.p99_ms);
+                push("CPU per 10k kprox / nginx", cpu(&kprox) / cpu(&nginx));
             }
         }
         ratios
@@ -328,7 +315,8 @@ impl Report {
     pub fn to_svg(&self) -> String {
         let workloads = self.workloads();
         let colours = ["#7a869a", "#2f7ed8", "#d9822b", "#3a9a5b"];
-        let bars = self.subjects().len().max(1) as f64;
+        let subjects = self.subjects();
+        let bars = subjects.len().max(1) as f64;
         let group_width = 30.0 + 55.0 * bars;
         let width = 80.0 + group_width * workloads.len() as f64;
         let height = 330.0;
@@ -344,11 +332,8 @@ impl Report {
             self.rounds
         );
         for (g, workload) in workloads.iter().enumerate() {
-            let summaries: Vec<Summary> = self
-                .subjects()
-                .iter()
-                .map(|s| self.summary(workload, s))
-                .collect();
+            let summaries: Vec<Summary> =
+                subjects.iter().map(|s| self.summary(workload, s)).collect();
             let best = summaries
                 .iter()
                 .map(|s| s.requests_per_second)
@@ -380,7 +365,7 @@ impl Report {
                 xml_escape(workload)
             );
         }
-        for (i, subject) in self.subjects().iter().enumerate() {
+        for (i, subject) in subjects.iter().enumerate() {
             let x = 60.0 + 130.0 * i as f64;
             let _ = writeln!(
                 svg,

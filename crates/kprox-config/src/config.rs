@@ -126,6 +126,21 @@ pub struct FilterConfig {
     pub pass_client_credentials: bool,
 }
 
+impl FilterConfig {
+    /// kubectl proxy's default filters, what an empty configuration gives.
+    pub fn kubectl_defaults() -> Self {
+        let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+        Self {
+            accept_hosts: strings(crate::DEFAULT_ACCEPT_HOSTS),
+            accept_paths: strings(crate::DEFAULT_ACCEPT_PATHS),
+            reject_paths: strings(crate::DEFAULT_REJECT_PATHS),
+            reject_methods: strings(crate::DEFAULT_REJECT_METHODS),
+            disable: false,
+            pass_client_credentials: false,
+        }
+    }
+}
+
 /// Static files served beside the API.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WwwConfig {
@@ -264,4 +279,20 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FilterConfig;
+
+    #[test]
+    fn the_kubectl_defaults_are_what_an_empty_configuration_gives() {
+        let config = crate::load(&crate::Sources {
+            file: None,
+            environment: false,
+            flags: crate::RawConfig::default(),
+        })
+        .expect("the defaults load");
+        assert_eq!(config.filter, FilterConfig::kubectl_defaults());
+    }
 }

@@ -2,14 +2,13 @@
 
 use anyhow::Context as _;
 
-use crate::cli::ProxyFlags;
-use crate::run::load_config;
+use kprox_config::Config;
 
 /// Prints the effective configuration as TOML, followed by the kubeconfig selection as
 /// comments. No secret is ever printed: the configuration holds none, and credentials are
 /// described by kind only.
-pub fn print(flags: &ProxyFlags) -> anyhow::Result<()> {
-    let config = load_config(flags)?;
+pub fn print(config: anyhow::Result<Config>) -> anyhow::Result<()> {
+    let config = config?;
     let text = toml::to_string(&config).context("rendering the configuration")?;
     println!("# effective kprox configuration (defaults < file < KPROX_* environment < flags)");
     print!("{text}");
@@ -60,8 +59,8 @@ pub fn print(flags: &ProxyFlags) -> anyhow::Result<()> {
 
 /// Validates configuration and kubeconfig, reads the credential files they name, and asks
 /// each apiserver for `/version` so that a wrong CA or a dead server shows up now.
-pub async fn check(flags: &ProxyFlags) -> anyhow::Result<()> {
-    let config = load_config(flags)?;
+pub async fn check(config: anyhow::Result<Config>) -> anyhow::Result<()> {
+    let config = config?;
     let access = kprox_auth::load(&config.kubeconfig)?;
     if let kprox_auth::CredentialSpec::TokenFile(path) = &access.credential {
         let token = std::fs::read_to_string(path)

@@ -6,15 +6,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use kprox_config::Config;
 use kprox_testkit::{FakeApiServer, FakeOptions, KubeconfigBuilder, Store, TestPki};
 
-use crate::cli::ProxyFlags;
-use crate::run::{load_config, serve_then};
+use crate::run::serve_then;
 
 const DEMO_TOKEN: &str = "kprox-demo-token";
 
 /// Runs the demo until interrupted.
-pub async fn run(flags: &ProxyFlags) -> anyhow::Result<()> {
+pub async fn run(config: anyhow::Result<Config>) -> anyhow::Result<()> {
     let pki = Arc::new(TestPki::new("kprox-demo-ca")?);
     // One cluster: three apiservers over one store, as over one etcd.
     let store = Arc::new(Store::new());
@@ -44,7 +44,7 @@ pub async fn run(flags: &ProxyFlags) -> anyhow::Result<()> {
         .current("demo")
         .write(&kubeconfig)?;
 
-    let mut config = load_config(flags)?;
+    let mut config = config?;
     kprox_telemetry::init_logging(&config.log)?;
     config.kubeconfig.path = Some(kubeconfig.clone());
     config.kubeconfig.context = None;

@@ -32,11 +32,12 @@ use crate::cli::{Cli, Command, ConfigCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The runtime's shape comes from the configuration; a configuration that does not load is
-    // reported by the command itself, with the runtime at its default shape.
-    let worker_threads = run::load_config(&cli.flags)
-        .map(|config| config.runtime.worker_threads)
-        .unwrap_or(0);
+    // Loaded once, before the runtime, whose shape it sets. A configuration that does not load
+    // is reported by the command itself (the runtime then has its default shape).
+    let config = run::load_config(&cli.flags);
+    let worker_threads = config
+        .as_ref()
+        .map_or(0, |config| config.runtime.worker_threads);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     // Named so that top -H, perf sched and /proc tell kprox's threads from a client's.
     builder.thread_name("kprox-worker");
@@ -52,10 +53,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &cli.command {
-            None => run::run(&cli.flags).await,
-            Some(Command::Demo) => demo::run(&cli.flags).await,
-            Some(Command::Config(ConfigCommand::Print)) => config_cmd::print(&cli.flags),
-            Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(&cli.flags).await,
+            None => run::run(&cli.flags, config).await,
+            Some(Command::Demo) => demo::run(config).await,
+            Some(Command::Config(ConfigCommand::Print)) => config_cmd::print(config),
+            Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(config).await,
         }
     });
     match result {

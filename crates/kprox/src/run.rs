@@ -22,9 +22,9 @@ pub fn load_config(flags: &ProxyFlags) -> anyhow::Result<Config> {
     })?)
 }
 
-/// Runs the proxy.
-pub async fn run(flags: &ProxyFlags) -> anyhow::Result<()> {
-    let config = load_config(flags)?;
+/// Runs the proxy with `config`, loaded from `flags` (which live reload loads again).
+pub async fn run(flags: &ProxyFlags, config: anyhow::Result<Config>) -> anyhow::Result<()> {
+    let config = config?;
     kprox_telemetry::init_logging(&config.log)?;
     let access = kprox_auth::load(&config.kubeconfig)?;
     serve_then(&config, &access, Some(flags), |_| {}).await
