@@ -622,3 +622,187 @@ async fn sigterm_drains_requests_refuses_new_ones_ends_watches_and_exits_zero() 
         "shutdown took {took:?}"
     );
 }
+
+/// Tests that leave the admin address at its default (127.0.0.1:8002) take turns, so that
+/// which of them finds 8002 free is decided by the test, not by the scheduler.
+static DEFAULT_ADMIN_ADDRESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `/livez` on the admin URL kprox printed answers 200.
+fn admin_answers(kprox: &Kprox) -> String {
+    let admin = kprox.admin_url();
+    assert_eq!(status_of(&format!("{admin}/livez")), "200", "{admin}");
+    admin
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_with_default_flags_both_serve_with_their_own_admin_listener() {
+    let _turn = DEFAULT_ADMIN_ADDRESS.lock().await;
+    let (first_cluster, second_cluster) = (Cluster::start().await, Cluster::start().await);
+    // As `kprox --port 8001 &` then `kprox --context other --port 8003`, with free ports for
+    // the proxies so that the test never depends on 8001 or 8003 being free.
+    let first = Kprox::start_exact(
+        &[
+            "--kubeconfig",
+            &first_cluster.kubeconfig_arg(),
+            "--port",
+            "0",
+        ],
+        &[],
+    );
+    let second = Kprox::start_exact(
+        &[
+            "--kubeconfig",
+            &second_cluster.kubeconfig_arg(),
+            "--port",
+            "0",
+        ],
+        &[],
+    );
+    let (first_admin, second_admin) = (admin_answers(&first), admin_answers(&second));
+    assert_ne!(first_admin, second_admin);
+    for kprox in [&first, &second] {
+        fetch_ok(&kprox.url("/api/v1/namespaces/default/pods"));
+    }
+    // Whichever found 8002 taken said so, and where it went instead.
+    let moved: Vec<_> = [&first, &second]
+        .into_iter()
+        .filter(|k| k.stderr().contains("is in use"))
+        .collect();
+    assert!(!moved.is_empty(), "8002 cannot be free for both");
+    for kprox in moved {
+        let stderr = kprox.stderr();
+        assert!(
+            stderr.contains("the admin listener is on http://127.0.0.1:")
+                && stderr.contains(&kprox.admin_url()),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_8002_serves_with_the_admin_listener_moved_aside() {
+    let _turn = DEFAULT_ADMIN_ADDRESS.lock().await;
+    let cluster = Cluster::start().await;
+    let kprox = Kprox::start_exact(
+        &["--kubeconfig", &cluster.kubeconfig_arg(), "--port", "8002"],
+        &[],
+    );
+    assert_eq!(kprox.address, "127.0.0.1:8002");
+    fetch_ok(&kprox.url("/api/v1/namespaces/default/pods"));
+    let admin = admin_answers(&kprox);
+    assert_ne!(admin, "http://127.0.0.1:8002");
+    assert!(kprox.stderr().contains("is in use"), "{}", kprox.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_explicit_admin_address_that_is_taken_fails_with_one_line() {
+    let cluster = Cluster::start().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address").to_string();
+    let output = kprox(
+        &[
+            "--kubeconfig",
+            &cluster.kubeconfig_arg(),
+            "--port",
+            "0",
+            "--admin-address",
+            &address,
+        ],
+        &[],
+    );
+    let line = one_line_error(&output);
+    assert!(
+        line.contains(&format!("admin.address: cannot listen on {address}"))
+            && line.contains("in use"),
+        "{line}"
+    );
+}
+
+/// Runs `kprox ARGS` and returns its stdout, which must be non-empty.
+fn kprox_prints(args: &[&str]) -> String {
+    let output = kprox(args, &[]);
+    assert!(output.status.success(), "kprox {args:?}: {output:?}");
+    let text = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(!text.is_empty(), "kprox {args:?} printed nothing");
+    text
+}
+
+#[test]
+fn completion_scripts_complete_kprox_flags_in_bash_zsh_and_fish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for shell in ["bash", "zsh", "fish"] {
+        support::require_tool(shell);
+        let script = dir.path().join(format!("kprox.{shell}"));
+        std::fs::write(&script, kprox_prints(&["completion", shell])).expect("write");
+        let script = script.display().to_string();
+        // Each shell loads the script as a user's rc file would and completes `--kubec`.
+        let (program, args): (&str, Vec<String>) = match shell {
+            "bash" => (
+                "bash",
+                vec![
+                    "-c".into(),
+                    format!(
+                        "source {script}; COMP_WORDS=(kprox --kubec); COMP_CWORD=1; _kprox kprox --kubec kprox; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+                    ),
+                ],
+            ),
+            "fish" => (
+                "fish",
+                vec![
+                    "-c".into(),
+                    format!("source {script}; complete -C 'kprox --kubec'"),
+                ],
+            ),
+            // zsh completes only in an interactive line editor; parsing the script and
+            // finding its completion function is what a test can do.
+            _ => (
+                "zsh",
+                vec![
+                    "-c".into(),
+                    format!("autoload -U compinit; compinit -u; source {script}; whence -w _kprox"),
+                ],
+            ),
+        };
+        let out = ok_stdout(
+            &run(
+                program,
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            ),
+            shell,
+        );
+        let expected = if shell == "zsh" {
+            "_kprox: function"
+        } else {
+            "--kubeconfig"
+        };
+        assert!(out.contains(expected), "{shell}: {out}");
+    }
+}
+
+#[test]
+fn the_man_page_renders_with_man_and_lists_the_flags() {
+    support::require_tool("man");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let page = dir.path().join("kprox.1");
+    std::fs::write(&page, kprox_prints(&["man"])).expect("write");
+    let rendered = ok_stdout(
+        &support::run_with_env(
+            "man",
+            &["-l", &page.display().to_string()],
+            &[("MANPAGER", "cat"), ("MANWIDTH", "100")],
+        ),
+        "man -l",
+    );
+    for needle in [
+        "kprox",
+        "--reject-paths",
+        "--admin-address",
+        "--kubeconfig",
+        "demo",
+    ] {
+        assert!(
+            rendered.contains(needle),
+            "{needle} missing from:\n{rendered}"
+        );
+    }
+}

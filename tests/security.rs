@@ -157,10 +157,10 @@ async fn exec_path_tricks_never_reach_the_apiserver() {
             raw.status
         );
     }
-    // Case: the apiserver's paths are case-sensitive, so EXEC is not exec; it is forwarded as
-    // written and the apiserver does not run anything.
+    // Case: the apiserver's paths are case-sensitive, so EXEC is not exec; kprox refuses it
+    // all the same (reject-paths compare case-insensitively: no real route differs by case).
     let raw = exchange_async(a, format!("POST {base}/EXEC HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")).await;
-    assert_eq!(raw.status, 404, "{}", raw.all);
+    assert_eq!(raw.status, 403, "{}", raw.all);
     let seen: Vec<String> = cluster
         .server
         .requests()

@@ -1,6 +1,7 @@
-//! The path normaliser and the default filters together. Invariants: a normalised path starts
-//! with `/`, has no `//`, `.` or `..` segment and no escape that changes meaning, normalises to
-//! itself; and whatever the encoding, an exec or attach path is never accepted.
+//! The path normaliser and the default filters together. Invariants: both forms of a path
+//! start with `/` and have no `.` or `..` segment, the judged form no `//`; normalising the
+//! forwarded form gives the same two forms; and whatever the encoding, a path the apiserver
+//! would read as an exec or attach route is never accepted.
 #![no_main]
 
 use http::{HeaderMap, HeaderValue, Method, header};
@@ -14,14 +15,16 @@ fuzz_target!(|data: &[u8]| {
     let Ok(path) = normalise(raw) else {
         return;
     };
-    assert!(path.starts_with('/'), "{raw:?} → {path:?}");
-    assert!(!path.contains("//"), "{raw:?} → {path:?}");
-    for segment in path.split('/') {
-        assert!(segment != "." && segment != "..", "{raw:?} → {path:?}");
+    for form in [&path.judged, &path.forwarded] {
+        assert!(form.starts_with('/'), "{raw:?} → {path:?}");
+        for segment in form[1..].split('/') {
+            assert!(segment != "." && segment != "..", "{raw:?} → {path:?}");
+        }
     }
+    assert!(!path.judged.contains("//"), "{raw:?} → {path:?}");
     assert_eq!(
-        normalise(&path).as_deref(),
-        Ok(path.as_str()),
+        normalise(&path.forwarded).as_ref(),
+        Ok(&path),
         "not idempotent: {raw:?}"
     );
 
@@ -29,14 +32,16 @@ fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
     headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8001"));
     let accepted = filter
-        .check(&Method::GET, &path, &headers, None, false)
+        .check(&Method::GET, &path.judged, &headers, None, false)
         .is_ok();
-    // The apiserver's exec and attach routes: `/api/VERSION/...`, a `pods` segment, a pod
-    // name, and later an `exec` or `attach` segment (paths are case-sensitive upstream).
-    let segments: Vec<&str> = path.split('/').collect();
-    let exec_like = path.starts_with("/api/")
+    // The apiserver's exec and attach routes, as it reads the forwarded path (every escape
+    // decoded, Go's `URL.Path`): `/api/VERSION/...`, a `pods` segment, a pod name, and later
+    // an `exec` or `attach` segment, empty segments skipped.
+    let read = kprox_fuzz::decoded(&path.forwarded);
+    let segments: Vec<&str> = read.split('/').filter(|s| !s.is_empty()).collect();
+    let exec_like = read.starts_with("/api/")
         && segments.iter().enumerate().any(|(i, s)| {
-            i >= 3
+            i >= 2
                 && *s == "pods"
                 && segments
                     .iter()

@@ -104,10 +104,17 @@ impl Kprox {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kprox"));
         // A free admin port too, so parallel tests never collide on the default 8002.
+        let mut all = vec!["--port", "0", "--admin-address", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::start_exact(&all, env)
+    }
+
+    /// Starts `kprox ARGS...` with no port or admin address of the tests' own, as a user
+    /// would type it, and waits for the startup line.
+    pub fn start_exact(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kprox"));
         command
-            .args(["--port", "0", "--admin-address", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

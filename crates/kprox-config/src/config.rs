@@ -37,6 +37,12 @@ pub struct AdminConfig {
     /// disables it. Default `127.0.0.1:8002`, next to kubectl proxy's 8001.
     #[serde(serialize_with = "crate::validate::addr_or_off")]
     pub address: Option<std::net::SocketAddr>,
+    /// True when `address` is the default rather than one the user wrote (flag, env or file).
+    /// A default address that is taken (a second kprox, or `--port 8002`) is replaced by a
+    /// free port on the same IP, announced on stderr and in the log; an address the user
+    /// chose fails start-up instead.
+    #[serde(skip)]
+    pub address_is_default: bool,
 }
 
 /// Where and how client connections are accepted.

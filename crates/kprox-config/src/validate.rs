@@ -480,12 +480,11 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         access: log.access.unwrap_or(false),
     };
 
-    let admin_text = raw
-        .admin
-        .as_ref()
-        .and_then(|a| a.address.clone())
-        .unwrap_or_else(|| DEFAULT_ADMIN_ADDRESS.to_owned());
+    let admin_written = raw.admin.as_ref().and_then(|a| a.address.clone());
+    let address_is_default = admin_written.is_none();
+    let admin_text = admin_written.unwrap_or_else(|| DEFAULT_ADMIN_ADDRESS.to_owned());
     let admin = AdminConfig {
+        address_is_default,
         address: match admin_text.trim() {
             "off" | "" => None,
             text => Some(text.parse().map_err(|_| {

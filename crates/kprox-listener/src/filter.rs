@@ -4,12 +4,13 @@
 //!
 //! - the Host is compared with its port removed correctly, IPv6 included (`[::1]:8001`);
 //! - an absolute-form request target must name the same authority as the Host header;
-//! - methods are compared case-insensitively;
+//! - methods are compared case-insensitively, and so are `--reject-paths` (refusing
+//!   `pods/x/EXEC` costs nothing: no apiserver route differs from another only by case);
 //! - browser requests from another site are refused for unsafe methods and upgrades
 //!   (`Sec-Fetch-Site: cross-site`, or an `Origin` whose host is not an accepted host).
 //!
-//! The path given to [`Filter::check`] is the normalised one (see `normalise.rs`), so the path
-//! judged is the path forwarded.
+//! The path given to [`Filter::check`] is the judged one (see `normalise.rs`): decoded and
+//! normalised, as the apiserver reads the path kprox forwards.
 
 use http::{HeaderMap, Method, StatusCode, header};
 use kprox_config::FilterConfig;
@@ -83,7 +84,7 @@ impl Filter {
         Ok(Self {
             accept_hosts: compile(&config.accept_hosts, true)?,
             accept_paths: compile(&config.accept_paths, false)?,
-            reject_paths: compile(&config.reject_paths, false)?,
+            reject_paths: compile(&config.reject_paths, true)?,
             reject_methods: compile(&config.reject_methods, true)?,
             disabled: config.disable,
         })
@@ -96,7 +97,7 @@ impl Filter {
         }
     }
 
-    /// Judges a request. `path` is normalised and has the API prefix removed; `target_authority`
+    /// Judges a request. `path` is the judged form and has the API prefix removed; `target_authority`
     /// is the authority of an absolute-form request target, if any; `upgrade` says whether the
     /// request asks for a protocol upgrade.
     pub fn check(

@@ -24,7 +24,7 @@ use crate::body::ProxyBody;
 use crate::client_auth::ClientToken;
 use crate::filter::Filter;
 use crate::forward::Forwarder;
-use crate::normalise::normalise;
+use crate::normalise::{RequestPath, normalise};
 use crate::observe::{Finish, Observed};
 use crate::request_head::HeadLimits;
 use crate::serve::Handler;
@@ -125,21 +125,17 @@ impl Pipeline {
     }
 
     /// The path under the API prefix, or `None` when outside it.
-    fn strip_prefix<'a>(&self, path: &'a str) -> Option<&'a str> {
+    fn strip_prefix(&self, path: &RequestPath) -> Option<RequestPath> {
         let prefix = self.api_prefix.as_str();
         if prefix == "/" || prefix.starts_with("/api") {
             // kubectl proxy does not strip prefixes that begin with /api.
+            let judged = path.judged.as_str();
             return (prefix == "/"
-                || path.starts_with(prefix)
-                || path == prefix.trim_end_matches('/'))
-            .then_some(path);
+                || judged.starts_with(prefix)
+                || judged == prefix.trim_end_matches('/'))
+            .then(|| path.clone());
         }
-        let rest = path.strip_prefix(prefix.trim_end_matches('/'))?;
-        match rest {
-            "" => Some("/"),
-            rest if rest.starts_with('/') => Some(rest),
-            _ => None,
-        }
+        path.strip_prefix(prefix)
     }
 
     fn refuse(&self, rule: &str, status: StatusCode, message: &str) -> Response<ProxyBody> {
@@ -150,7 +146,7 @@ impl Pipeline {
     async fn route(
         &self,
         mut request: Request<IncomingBody>,
-        path: Result<String, String>,
+        path: Result<RequestPath, String>,
         client: Option<IpAddr>,
     ) -> Response<ProxyBody> {
         if let Some(token) = &self.client_token
@@ -174,7 +170,7 @@ impl Pipeline {
             }
         };
         if let Some(files) = &self.static_files
-            && files.covers(&path)
+            && files.covers(&path.judged)
         {
             return files.serve(request.method(), &path).await;
         }
@@ -193,15 +189,15 @@ impl Pipeline {
         let authority = request.uri().authority().map(|a| a.as_str().to_owned());
         if let Err(rejection) = self.filter.load().check(
             request.method(),
-            path,
+            &path.judged,
             request.headers(),
             authority.as_deref(),
             protocol.is_some(),
         ) {
-            tracing::debug!(rule = rejection.rule, method = %request.method(), path, "request refused by the filter");
+            tracing::debug!(rule = rejection.rule, method = %request.method(), path = path.judged, "request refused by the filter");
             return self.refuse(rejection.rule, rejection.status, &rejection.message);
         }
-        let path = path.to_owned();
+        let path = path.forwarded;
         match protocol {
             Some(_) => self.forwarder.forward_upgrade(request, &path, client).await,
             None => self.forwarder.forward(request, &path, client).await,
@@ -221,7 +217,7 @@ impl Handler for Pipeline {
         let path = normalise(request.uri().path()).map_err(|why| why.to_string());
         let logged_path = path
             .as_ref()
-            .map_or_else(|_| "(refused)".to_owned(), Clone::clone);
+            .map_or_else(|_| "(refused)".to_owned(), |p| p.judged.clone());
         self.metrics.in_flight().inc();
 
         let mut response = match self.head_limits.check(&request) {

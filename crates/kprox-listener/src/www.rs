@@ -10,6 +10,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use crate::body::{BoxError, ProxyBody};
+use crate::normalise::RequestPath;
 use crate::status::status_response;
 
 /// Serves a directory under a URL prefix.
@@ -28,24 +29,28 @@ impl StaticFiles {
         }
     }
 
-    /// Whether a normalised path is under the prefix.
+    /// Whether a judged path (see `normalise.rs`) is under the prefix.
     pub fn covers(&self, path: &str) -> bool {
         path.starts_with(&self.prefix) || path == self.prefix.trim_end_matches('/')
     }
 
-    /// Serves `path` (normalised, under the prefix).
-    pub async fn serve(&self, method: &Method, path: &str) -> Response<ProxyBody> {
+    /// Serves `path` (under the prefix: [`Self::covers`] its judged form).
+    pub async fn serve(&self, method: &Method, path: &RequestPath) -> Response<ProxyBody> {
         if !matches!(*method, Method::GET | Method::HEAD) {
             return status_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "static files can only be read (GET or HEAD)",
             );
         }
-        let rest = path
-            .strip_prefix(self.prefix.trim_end_matches('/'))
-            .unwrap_or("/");
-        let rest = if rest.is_empty() { "/" } else { rest };
-        let Ok(uri) = rest.parse::<Uri>() else {
+        // The forwarded form, escapes kept: tower-http decodes them itself and refuses any
+        // that would leave the directory.
+        let Some(rest) = path.strip_prefix(&self.prefix) else {
+            return status_response(
+                StatusCode::NOT_FOUND,
+                "the path is outside the static files",
+            );
+        };
+        let Ok(uri) = rest.forwarded.parse::<Uri>() else {
             return status_response(StatusCode::BAD_REQUEST, "invalid static file path");
         };
         let mut request = Request::new(http_body_util::Empty::<bytes::Bytes>::new());

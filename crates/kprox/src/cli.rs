@@ -30,6 +30,21 @@ pub enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completion {
+        /// The shell to complete for.
+        shell: CompletionShell,
+    },
+    /// Print kprox's man page (roff) to stdout.
+    Man,
+}
+
+/// Shells `kprox completion` writes for.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod demo;
 mod live_reload;
 mod reload;
 mod run;
+mod shell_docs;
 mod status;
 mod systemd;
 mod unix_socket;
@@ -57,6 +58,8 @@ fn main() -> ExitCode {
             Some(Command::Demo) => demo::run(config).await,
             Some(Command::Config(ConfigCommand::Print)) => config_cmd::print(config),
             Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(config).await,
+            Some(Command::Completion { shell }) => shell_docs::completion(*shell),
+            Some(Command::Man) => shell_docs::man(),
         }
     });
     match result {

@@ -5,7 +5,6 @@ use std::io::Write as _;
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use kprox_config::{Config, Sources};
 
 use crate::status::LiveStatus;
@@ -38,6 +37,10 @@ pub async fn serve_then(
     reload_with: Option<&crate::cli::ProxyFlags>,
     on_serving: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
+    // Bound first: a busy address is the likeliest start-up failure, and it is reported
+    // before any work (or log line) of the stack's.
+    let listener = wiring::bind(config).await?;
+    let admin = wiring::bind_admin(config).await?;
     let stack = wiring::build(config, access).await?;
     tracing::info!(
         worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
@@ -54,15 +57,6 @@ pub async fn serve_then(
     if let Some(flags) = reload_with {
         tokio::spawn(crate::live_reload::Reloader::new(flags, config, access, &stack).run(hangup));
     }
-    let listener = wiring::bind(config).await?;
-    let admin = match config.admin.address {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("admin.address: cannot listen on {addr}"))?,
-        ),
-        None => None,
-    };
     let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // One signal stops both listeners; the admin listener keeps answering (503 on /readyz)
     // until the proxy has drained.

@@ -293,6 +293,43 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listener> {
     Ok(Listener::Tcp(listener))
 }
 
+/// Binds the admin listener, if there is one.
+///
+/// kubectl proxy users run one proxy per context (`--port 8001`, `--port 8003`, ...) and
+/// `--port 8002` is as ordinary as any: none of these may fail because of a listener kubectl
+/// proxy does not have. So when the admin address is kprox's default and it is taken, the
+/// admin listener moves to a free port on the same IP and says where; an address the user
+/// wrote is theirs, and a busy one fails start-up with one line naming it.
+pub async fn bind_admin(config: &Config) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = config.admin.address else {
+        return Ok(None);
+    };
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(error)
+            if config.admin.address_is_default
+                && error.kind() == std::io::ErrorKind::AddrInUse =>
+        {
+            let listener = TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+                .await
+                .with_context(|| format!("admin.address: cannot listen on {}:0", addr.ip()))?;
+            let chosen = listener.local_addr()?;
+            eprintln!(
+                "kprox: the default admin address {addr} is in use (another kprox, or --port {}); \
+                 the admin listener is on http://{chosen} instead (choose one with --admin-address)",
+                addr.port()
+            );
+            tracing::warn!(default = %addr, address = %chosen, "default admin address in use: admin listener moved to a free port");
+            Ok(Some(listener))
+        }
+        Err(error) => Err(error).with_context(|| {
+            format!(
+                "admin.address: cannot listen on {addr} (choose a free HOST:PORT with --admin-address, or off)"
+            )
+        }),
+    }
+}
+
 impl Stack {
     /// Sends `GET path` with kprox's credentials and returns the status (for `config check`).
     pub async fn probe(
