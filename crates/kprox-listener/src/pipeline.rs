@@ -47,27 +47,35 @@ pub struct Pipeline {
     head_limits: HeadLimits,
 }
 
-/// Whether a request with this query string asks for a watch (`watch=true` or `watch=1`).
-pub(crate) fn is_watch(query: Option<&str>) -> bool {
-    query.is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"))
-}
-
 /// Request kinds, as metrics index them.
 const PLAIN: usize = 0;
 const WATCH: usize = 1;
 const UPGRADE: usize = 2;
 
-fn kind_of(request: &Request<IncomingBody>) -> usize {
-    if request.headers().contains_key(http::header::UPGRADE) {
-        UPGRADE
-    } else if is_watch(request.uri().query()) {
-        WATCH
-    } else {
-        PLAIN
-    }
-}
-
 impl Pipeline {
+    /// The kind of a request for metrics and load: a watch as the apiserver will see it once
+    /// the API prefix is removed (`kprox_upstream::is_watch`, one rule everywhere).
+    fn kind_of(&self, request: &Request<IncomingBody>) -> usize {
+        if request.headers().contains_key(http::header::UPGRADE) {
+            return UPGRADE;
+        }
+        let uri = request.uri();
+        let prefix = self.api_prefix.trim_end_matches('/');
+        let watch = match uri.path().strip_prefix(prefix) {
+            Some(rest) if !prefix.is_empty() && !prefix.starts_with("/api") => {
+                let target = match uri.query() {
+                    Some(query) => format!("{rest}?{query}"),
+                    None => rest.to_owned(),
+                };
+                target
+                    .parse()
+                    .is_ok_and(|uri| kprox_upstream::is_watch(request.method(), &uri))
+            }
+            _ => kprox_upstream::is_watch(request.method(), uri),
+        };
+        if watch { WATCH } else { PLAIN }
+    }
+
     /// `api_prefix` starts and ends with `/`.
     pub fn new(
         filter: Filter,
@@ -213,7 +221,7 @@ impl Handler for Pipeline {
     ) -> Response<ProxyBody> {
         let started = Instant::now();
         let method = request.method().clone();
-        let kind = kind_of(&request);
+        let kind = self.kind_of(&request);
         let path = normalise(request.uri().path()).map_err(|why| why.to_string());
         let logged_path = path
             .as_ref()

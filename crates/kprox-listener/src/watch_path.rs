@@ -80,7 +80,9 @@ fn parse_watch(bytes: &[u8]) -> Option<Request<IncomingBody>> {
         return None;
     }
     let uri = Uri::try_from(target).ok()?;
-    if !crate::pipeline::is_watch(uri.query()) {
+    // Under a non-root API prefix the rule does not match and such watches take the general
+    // path, which serves them all the same.
+    if !kprox_upstream::is_watch(&http::Method::GET, &uri) {
         return None;
     }
     let mut headers = HeaderMap::with_capacity(head.headers.len());

@@ -74,6 +74,8 @@ pub struct Snapshot {
     pub retries_reset: u64,
     pub retries_unavailable: u64,
     pub watch_resumes: u64,
+    /// Watches broken during their initial events whose clients were told to start over.
+    pub watch_restarts: u64,
     pub tunnels_open: u64,
     pub credentials: Vec<CredentialSnapshot>,
 }
@@ -126,6 +128,7 @@ pub struct Metrics {
     ejections: IntCounterVec,
     retries: IntCounterVec,
     watch_resumes: IntCounter,
+    watch_restarts: IntCounter,
     tunnels_open: IntGauge,
     credential_refreshes: IntCounterVec,
     credential_failures: IntCounterVec,
@@ -305,6 +308,10 @@ impl Metrics {
                 "kprox_watch_resumes_total",
                 "Watch streams resumed on another apiserver after theirs broke.",
             ),
+            watch_restarts: simple_counter(
+                "kprox_watch_restarts_total",
+                "Watch streams that broke during their initial events: no safe resume point, so the client got an ERROR event and starts over.",
+            ),
             tunnels_open: simple_gauge(
                 "kprox_tunnels_open",
                 "Upgraded exec, attach and port-forward tunnels open now.",
@@ -451,6 +458,7 @@ impl Metrics {
             snapshot.retries_unavailable,
         );
         advance(&self.watch_resumes, snapshot.watch_resumes);
+        advance(&self.watch_restarts, snapshot.watch_restarts);
         self.tunnels_open
             .set(i64::try_from(snapshot.tunnels_open).unwrap_or(i64::MAX));
         for c in &snapshot.credentials {

@@ -23,6 +23,7 @@ mod spdy;
 mod store;
 mod streaming;
 mod table;
+mod watch_stream;
 
 pub use behaviour::Behaviour;
 pub use certs::{CertifiedPem, TestPki};

@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use crate::body::{Body, ChannelBody, json_response, json_with_type, reason_for, status_response};
 use crate::discovery;
-use crate::store::{Event, Resource, Store, StoreError, matches};
+use crate::store::{Resource, Store, StoreError};
 use crate::table;
+use crate::watch_stream::{self, WatchRequest, flag as query_flag, query_value};
 
 /// Largest request body the fake accepts, like the apiserver.
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -27,6 +28,8 @@ pub struct RouteContext {
     pub cut_bodies: bool,
     /// Answer the benchmark paths with fixed bodies ([`crate::fixed`]).
     pub fixed_bodies: bool,
+    /// How watch streams behave (bookmarks, faults).
+    pub watch: Arc<watch_stream::WatchSettings>,
 }
 
 /// Paths anyone may read without credentials, as with the apiserver's public-info-viewer role.
@@ -156,8 +159,29 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
         );
     };
     let result = match (&parts.method, &target.name) {
-        (&Method::GET, None) if query_flag(&query, "watch") => {
-            return watch(&ctx, &target, &query, table::wants_table(&accept));
+        (&Method::GET, _)
+            if target.watch || (target.name.is_none() && query_flag(&query, "watch")) =>
+        {
+            let selector = LabelSelector::from_query(&query);
+            // A watch on one object (`/watch/.../NAME`) is a watch on its collection narrowed
+            // to that name, as the apiserver turns it into a field selector.
+            let name = target.name.clone();
+            return watch_stream::watch(
+                ctx.store.clone(),
+                &ctx.watch,
+                WatchRequest {
+                    resource: target.resource,
+                    namespace: target.namespace.clone(),
+                    keep: Arc::new(move |object: &Value| {
+                        selector.matches(object)
+                            && name
+                                .as_deref()
+                                .is_none_or(|n| object["metadata"]["name"] == n)
+                    }),
+                    query: query.clone(),
+                    as_table: table::wants_table(&accept),
+                },
+            );
         }
         (&Method::GET, None) => {
             let (items, rv) = ctx.store.list(target.resource, &target.namespace);
@@ -226,10 +250,24 @@ struct Target {
     resource: Resource,
     namespace: String,
     name: Option<String>,
+    /// Named by the legacy watch form (`/api/v1/watch/...`, ruby kubeclient's).
+    watch: bool,
 }
 
 impl Target {
     fn parse(path: &str) -> Option<Self> {
+        // The legacy watch form: `/api/v1/watch/REST` is a watch of `/api/v1/REST`.
+        let legacy = ["/api/v1/watch/", "/apis/discovery.k8s.io/v1/watch/"]
+            .into_iter()
+            .find_map(|prefix| {
+                let rest = path.strip_prefix(prefix)?;
+                Some(format!("{}{rest}", prefix.trim_end_matches("watch/")))
+            });
+        if let Some(path) = legacy {
+            return Self::parse(&path)
+                .filter(|t| !t.watch)
+                .map(|t| Self { watch: true, ..t });
+        }
         if let Some(rest) = path.strip_prefix("/apis/discovery.k8s.io/v1/") {
             let parts: Vec<&str> = rest.split('/').collect();
             let (namespace, name) = match parts.as_slice() {
@@ -242,6 +280,7 @@ impl Target {
                 resource: Resource::EndpointSlices,
                 namespace: namespace.to_owned(),
                 name: name.map(str::to_owned),
+                watch: false,
             });
         }
         let rest = path.strip_prefix("/api/v1/")?;
@@ -256,6 +295,7 @@ impl Target {
                 resource,
                 namespace: namespace.to_owned(),
                 name: name.map(str::to_owned),
+                watch: false,
             })
         };
         match parts.as_slice() {
@@ -306,17 +346,6 @@ impl LabelSelector {
             .iter()
             .all(|(k, v)| object["metadata"]["labels"][k].as_str() == Some(v))
     }
-}
-
-fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == key).then_some(v)
-    })
-}
-
-fn query_flag(query: &str, key: &str) -> bool {
-    matches!(query_value(query, key), Some("1" | "true"))
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, Response<Body>> {
@@ -436,103 +465,4 @@ fn simple_digest(data: &[u8]) -> String {
 /// Public for tests that compare a body they sent with what the fake received.
 pub fn digest(data: &[u8]) -> String {
     simple_digest(data)
-}
-
-/// A chunked watch stream: one JSON event per line, flushed as it happens.
-fn watch(ctx: &RouteContext, target: &Target, query: &str, as_table: bool) -> Response<Body> {
-    let store = ctx.store.clone();
-    let resource = target.resource;
-    let namespace = target.namespace.clone();
-    let selector = LabelSelector::from_query(query);
-    let since: Option<u64> = query_value(query, "resourceVersion")
-        .filter(|v| !v.is_empty() && *v != "0")
-        .and_then(|v| v.parse().ok());
-    let timeout = query_value(query, "timeoutSeconds")
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_secs);
-
-    // Without a version, the watch starts with the current state as ADDED events.
-    let (initial, start) = match since {
-        Some(rv) => (Vec::new(), rv),
-        None => {
-            let (items, rv) = store.list(resource, &namespace);
-            let items: Vec<Value> = items.into_iter().filter(|o| selector.matches(o)).collect();
-            let events = items
-                .into_iter()
-                .map(|object| Event {
-                    kind: "ADDED",
-                    resource,
-                    namespace: namespace.clone(),
-                    resource_version: rv,
-                    object,
-                })
-                .collect::<Vec<_>>();
-            (events, rv)
-        }
-    };
-    let (tx, body) = ChannelBody::channel(64);
-    let encode = move |event: &Event| {
-        let object = if as_table {
-            table::table(
-                resource,
-                std::slice::from_ref(&event.object),
-                event.resource_version,
-            )
-        } else {
-            event.object.clone()
-        };
-        Bytes::from(format!(
-            "{}\n",
-            json!({"type": event.kind, "object": object})
-        ))
-    };
-    match store.watch_from(resource, &namespace, start) {
-        Err(_) => {
-            let gone = json!({"type": "ERROR", "object": crate::body::status_object(StatusCode::GONE, "Expired", &format!("too old resource version: {start}"))});
-            tokio::spawn(async move {
-                let _ = tx.send(Ok(Bytes::from(format!("{gone}\n")))).await;
-            });
-        }
-        Ok((past, mut live)) => {
-            tokio::spawn(async move {
-                let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-                let mut last = start;
-                for event in initial.iter().chain(past.iter()) {
-                    last = last.max(event.resource_version);
-                    if tx.send(Ok(encode(event))).await.is_err() {
-                        return;
-                    }
-                }
-                loop {
-                    let next = async {
-                        match deadline {
-                            Some(d) => tokio::time::timeout_at(d, live.recv()).await.ok(),
-                            None => Some(live.recv().await),
-                        }
-                    };
-                    tokio::select! {
-                        received = next => match received {
-                            None => return, // timeoutSeconds reached: end cleanly
-                            Some(Ok(event)) => {
-                                if event.resource_version > last && matches(&event, resource, &namespace) && selector.matches(&event.object) {
-                                    last = event.resource_version;
-                                    if tx.send(Ok(encode(&event))).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                            Some(Err(_)) => return, // lagged or closed: end, the client re-watches
-                        },
-                        () = tx.closed() => return,
-                    }
-                }
-            });
-        }
-    }
-    let mut response = Response::new(body);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    response
 }

@@ -57,6 +57,9 @@ pub struct FakeOptions {
     /// Serve the benchmark's fixed answers (see [`crate::fixed`]) without touching the store,
     /// so that the upstream costs as little as possible. Default false.
     pub fixed_bodies: bool,
+    /// With `allowWatchBookmarks`, a watch `BOOKMARK` this often, as the watch cache sends one
+    /// about once a minute. Default `None`: only a WatchList's end-of-initial-events bookmark.
+    pub bookmark_every: Option<std::time::Duration>,
 }
 
 impl Default for FakeOptions {
@@ -75,6 +78,7 @@ impl Default for FakeOptions {
             store: None,
             name: "fake-apiserver".to_owned(),
             fixed_bodies: false,
+            bookmark_every: None,
         }
     }
 }
@@ -114,6 +118,7 @@ struct Shared {
     log: Mutex<Vec<LoggedRequest>>,
     server_address: String,
     fixed_bodies: bool,
+    watch: Arc<crate::watch_stream::WatchSettings>,
 }
 
 /// A running fake apiserver; stops when dropped.
@@ -201,6 +206,9 @@ impl FakeApiServer {
             log: Mutex::new(Vec::new()),
             server_address: addr.to_string(),
             fixed_bodies: options.fixed_bodies,
+            watch: Arc::new(crate::watch_stream::WatchSettings::new(
+                options.bookmark_every,
+            )),
         });
         let (stop, stop_rx) = watch::channel(false);
         let settings = ConnSettings {
@@ -299,6 +307,12 @@ impl FakeApiServer {
     /// Accepted TCP connections so far.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Resets the next watch stream that starts once it has sent `events` events, as if this
+    /// apiserver died mid-stream at that point (one-shot).
+    pub fn cut_next_watch_after(&self, events: usize) {
+        self.shared.watch.cut_next_after(events);
     }
 
     /// Requests received so far.
@@ -544,6 +558,7 @@ async fn handle(
         server_address: shared.server_address.clone(),
         cut_bodies: behaviour == Behaviour::CloseMidBody,
         fixed_bodies: shared.fixed_bodies,
+        watch: shared.watch.clone(),
     };
     Ok(route(ctx, request).await)
 }

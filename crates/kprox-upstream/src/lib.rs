@@ -18,6 +18,9 @@ mod retry;
 mod tls;
 mod upstream;
 mod watch;
+mod watch_event;
+mod watch_protobuf;
+pub mod watch_request;
 
 pub use balancer::Policy;
 pub use body::ResponseBody;
@@ -32,6 +35,7 @@ pub use upstream::{
     Authorize, EndpointStatus, HealthChange, PoolSettings, RetryCounts, Served, Upstream,
     UpstreamSettings,
 };
+pub use watch_request::is_watch;
 
 /// Errors a request body may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, Uri};
+use http::{HeaderMap, Request, Response};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
 
@@ -21,7 +21,8 @@ use crate::health::{Health, HealthSettings, Signal, State};
 use crate::pool::{EndpointPool, PooledBody};
 use crate::retry::{self, Decision, Reason, RetryBudget, RetrySettings};
 use crate::tls::{TlsSettings, client_config};
-use crate::watch::{self, ResumableWatch};
+use crate::watch::{self, Resend, ResumableWatch};
+use crate::watch_request;
 use crate::{Endpoint, RequestBody, UpstreamError};
 
 /// Adds kprox's credentials to a request kprox itself makes (health checks).
@@ -140,6 +141,7 @@ pub struct Upstream {
     watch_resume: bool,
     changes: std::sync::Mutex<std::collections::VecDeque<HealthChange>>,
     watch_resumes: AtomicU64,
+    watch_restarts_told: AtomicU64,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -155,11 +157,6 @@ pub(crate) fn empty_body() -> RequestBody {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed()
-}
-
-fn is_watch(uri: &Uri) -> bool {
-    uri.query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=1" || p == "watch=true"))
 }
 
 impl Upstream {
@@ -245,6 +242,7 @@ impl Upstream {
             watch_resume: settings.watch_resume,
             changes: std::sync::Mutex::new(std::collections::VecDeque::new()),
             watch_resumes: AtomicU64::new(0),
+            watch_restarts_told: AtomicU64::new(0),
         });
         tokio::spawn(sweep(
             Arc::downgrade(&upstream),
@@ -433,8 +431,9 @@ impl Upstream {
         self.watch_resumes.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn note_watch_resume(&self) {
-        self.watch_resumes.fetch_add(1, Ordering::Relaxed);
+    /// Watches that broke during their initial events, whose clients were told to start over.
+    pub fn watch_restarts_told(&self) -> u64 {
+        self.watch_restarts_told.load(Ordering::Relaxed)
     }
 
     fn note_error(&self, endpoint: &EndpointState, error: &UpstreamError) {
@@ -483,17 +482,19 @@ impl Upstream {
         request: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let (parts, body) = request.into_parts();
-        let resume_with = (self.watch_resume && watch::is_resumable(&parts)).then(|| parts.clone());
+        let resume_with = (self.watch_resume && watch_request::is_watch(&parts.method, &parts.uri))
+            .then(|| parts.clone());
         let response = self.send_once(Request::from_parts(parts, body)).await?;
-        match resume_with {
-            Some(parts) if watch::is_json_stream(&response) => {
+        match resume_with.zip(watch::resumable_encoding(&response)) {
+            Some((parts, encoding)) => {
                 let (head, body) = response.into_parts();
+                let resend: Arc<dyn Resend> = self.clone();
                 Ok(Response::from_parts(
                     head,
-                    ResponseBody::watch(ResumableWatch::new(self.clone(), parts, body)),
+                    ResponseBody::watch(ResumableWatch::new(resend, parts, encoding, body)),
                 ))
             }
-            _ => Ok(response.map(ResponseBody::pooled)),
+            None => Ok(response.map(ResponseBody::pooled)),
         }
     }
 
@@ -505,7 +506,7 @@ impl Upstream {
     ) -> Result<Response<PooledBody>, UpstreamError> {
         self.budget.deposit();
         let (parts, body) = request.into_parts();
-        let watch = is_watch(&parts.uri);
+        let watch = watch_request::is_watch(&parts.method, &parts.uri);
         let replayable = retry::replayable(&parts.method, &parts.headers, body.is_end_stream());
         let mut body = Some(body);
         let endpoints = self.endpoints.load_full();
@@ -797,5 +798,22 @@ async fn check(upstream: Weak<Upstream>, endpoint: Weak<EndpointState>, settings
                 Signal::CheckFailed
             },
         );
+    }
+}
+
+impl Resend for Upstream {
+    fn resend(self: Arc<Self>, request: http::request::Parts) -> watch::Resume {
+        Box::pin(async move {
+            self.send_once(Request::from_parts(request, empty_body()))
+                .await
+        })
+    }
+
+    fn note_resumed(&self) {
+        self.watch_resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn note_restart_told(&self) {
+        self.watch_restarts_told.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -59,6 +59,7 @@ impl StatusSource for LiveStatus {
             retries_reset: load(&retries.reset),
             retries_unavailable: load(&retries.unavailable),
             watch_resumes: self.upstream.watch_resumes(),
+            watch_restarts: self.upstream.watch_restarts_told(),
             tunnels_open: self.tunnels.open() as u64,
             credentials,
         }
