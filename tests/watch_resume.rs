@@ -286,3 +286,107 @@ async fn kubectl_get_watch_sees_every_change_once_across_a_broken_stream() {
     );
     assert_eq!(kprox.metric("kprox_watch_resumes_total"), Some(1.0));
 }
+
+/// Runs `curl -N` on a protobuf watch through kprox and returns the decoded frames (a frame
+/// cut short fails the test).
+fn curl_protobuf_watch(
+    cluster: &Cluster,
+    kprox: &Kprox,
+    path: &str,
+) -> tokio::task::JoinHandle<Vec<kprox_testkit::protobuf_watch::WatchFrame>> {
+    let url = kprox.url(path);
+    let file = cluster
+        .dir
+        .path()
+        .join(format!("watch-{}.pb", rand_suffix()));
+    tokio::task::spawn_blocking(move || {
+        let file_arg = file.display().to_string();
+        ok_stdout(
+            &run(
+                "curl",
+                &[
+                    "-sS",
+                    "-N",
+                    "--max-time",
+                    "20",
+                    "-H",
+                    "Accept: application/vnd.kubernetes.protobuf, application/json",
+                    "-o",
+                    &file_arg,
+                    &url,
+                ],
+            ),
+            "curl protobuf watch",
+        );
+        let bytes = std::fs::read(&file).expect("read the stream");
+        kprox_testkit::protobuf_watch::decode_stream(&bytes)
+            .unwrap_or_else(|e| panic!("the client got a broken protobuf stream: {e}"))
+    })
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn frame_summary(frames: &[kprox_testkit::protobuf_watch::WatchFrame]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| {
+            let name = f.metadata.get("name").and_then(Value::as_str).unwrap_or("");
+            format!("{} {name}", f.kind)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_protobuf_watch_is_resumed_with_whole_frames_and_no_repeat() {
+    let cluster = cluster_with_pods().await;
+    let kprox = cluster.kprox(&[]);
+    let rv = cluster.server.store().resource_version();
+    cluster.server.cut_next_watch_after(2);
+    let watch = curl_protobuf_watch(
+        &cluster,
+        &kprox,
+        &format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}&timeoutSeconds=3"),
+    );
+    wait_for_watchers(&cluster, 1).await;
+    for name in ["p2", "alpha", "p5", "beta"] {
+        touch(&cluster, name, 1);
+    }
+    let frames = watch.await.expect("curl");
+    assert_eq!(
+        frame_summary(&frames),
+        [
+            "MODIFIED p2",
+            "MODIFIED alpha",
+            "MODIFIED p5",
+            "MODIFIED beta"
+        ]
+    );
+    assert_eq!(frames[0].object_kind, "Pod");
+    assert_eq!(kprox.metric("kprox_watch_resumes_total"), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_protobuf_watch_list_broken_in_its_initial_events_gets_an_error_frame() {
+    let cluster = cluster_with_pods().await;
+    let kprox = cluster.kprox(&[]);
+    cluster.server.cut_next_watch_after(3);
+    let frames = curl_protobuf_watch(
+        &cluster,
+        &kprox,
+        &format!("/api/v1/namespaces/default/pods?{WATCH_LIST}"),
+    )
+    .await
+    .expect("curl");
+    assert_eq!(
+        frame_summary(&frames),
+        ["ADDED alpha", "ADDED beta", "ADDED p1", "ERROR "]
+    );
+    assert_eq!(frames[3].object_kind, "Status");
+    assert_eq!(frames[3].code, Some(500));
+    assert_eq!(kprox.metric("kprox_watch_restarts_total"), Some(1.0));
+}

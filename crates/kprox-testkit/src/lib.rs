@@ -15,6 +15,7 @@ mod exec_plugin;
 pub mod fixed;
 mod kubeconfig;
 mod protobuf;
+pub mod protobuf_watch;
 mod proxies;
 mod raw_apiserver;
 mod routes;

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 /// The media type kubectl uses.
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 
-const MAGIC: &[u8] = b"k8s\0";
+pub(crate) const MAGIC: &[u8] = b"k8s\0";
 
 /// Decodes a protobuf-encoded object into its JSON form, or says why not.
 pub fn decode_object(body: &[u8]) -> Result<Value, String> {
@@ -60,7 +60,7 @@ fn config_map(raw: &[u8]) -> Result<Value, String> {
     Ok(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}))
 }
 
-fn object_meta(raw: &[u8]) -> Result<Map<String, Value>, String> {
+pub(crate) fn object_meta(raw: &[u8]) -> Result<Map<String, Value>, String> {
     let mut meta = Map::new();
     let mut labels = Map::new();
     let mut annotations = Map::new();
@@ -71,6 +71,9 @@ fn object_meta(raw: &[u8]) -> Result<Map<String, Value>, String> {
             }
             (3, Wire::Bytes(v)) => {
                 meta.insert("namespace".into(), Value::String(utf8(v)?));
+            }
+            (6, Wire::Bytes(v)) => {
+                meta.insert("resourceVersion".into(), Value::String(utf8(v)?));
             }
             (11, Wire::Bytes(entry)) => {
                 let (k, v) = map_entry(entry)?;
@@ -104,24 +107,24 @@ fn map_entry(raw: &[u8]) -> Result<(String, String), String> {
     Ok((key, value))
 }
 
-fn utf8(bytes: &[u8]) -> Result<String, String> {
+pub(crate) fn utf8(bytes: &[u8]) -> Result<String, String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| "a string field is not UTF-8".to_owned())
 }
 
-enum Wire<'a> {
-    Varint,
+pub(crate) enum Wire<'a> {
+    Varint(u64),
     Bytes(&'a [u8]),
     Fixed,
 }
 
 /// Iterates over the top-level fields of one message.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     rest: &'a [u8],
     failed: bool,
 }
 
 impl<'a> Fields<'a> {
-    fn new(rest: &'a [u8]) -> Self {
+    pub(crate) fn new(rest: &'a [u8]) -> Self {
         Self {
             rest,
             failed: false,
@@ -144,10 +147,7 @@ impl<'a> Fields<'a> {
     fn next_field(&mut self) -> Result<(u64, Wire<'a>), String> {
         let key = self.varint()?;
         let wire = match key & 7 {
-            0 => {
-                self.varint()?;
-                Wire::Varint
-            }
+            0 => Wire::Varint(self.varint()?),
             1 => {
                 self.rest = self.rest.get(8..).ok_or("truncated fixed64")?;
                 Wire::Fixed

@@ -180,6 +180,9 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
                     }),
                     query: query.clone(),
                     as_table: table::wants_table(&accept),
+                    protobuf: accept.split(',').next().is_some_and(|first| {
+                        first.trim().starts_with(crate::protobuf::CONTENT_TYPE)
+                    }),
                 },
             );
         }

@@ -13,7 +13,8 @@
 //! - **faults on demand**: [`WatchSettings::cut_next_after`] resets the next watch stream
 //!   after that many events (the apiserver dying mid-stream, at a chosen point).
 //!
-//! Booleans in the query are read as apimachinery reads them (see [`flag`]).
+//! Booleans in the query are read as apimachinery reads them (see [`flag`]). A client whose
+//! `Accept` puts protobuf first gets protobuf frames (`protobuf_watch.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -82,6 +83,8 @@ pub struct WatchRequest {
     pub query: String,
     /// Table rows (kubectl get -w) instead of objects.
     pub as_table: bool,
+    /// Protobuf frames (the client's Accept puts protobuf first) instead of JSON lines.
+    pub protobuf: bool,
 }
 
 fn invalid(message: &str) -> Response<Body> {
@@ -143,8 +146,11 @@ pub fn watch(store: Arc<Store>, settings: &WatchSettings, request: WatchRequest)
         }
     };
     let end_bookmark = send_initial.then(|| bookmark(resource, start, true));
-    let as_table = request.as_table;
+    let (as_table, protobuf) = (request.as_table, request.protobuf);
     let encode = move |kind: &str, object: &Value, rv: u64| {
+        if protobuf {
+            return crate::protobuf_watch::encode_event(kind, object);
+        }
         let object = if as_table && kind != "BOOKMARK" && kind != "ERROR" {
             table::table(resource, std::slice::from_ref(object), rv)
         } else {
@@ -268,7 +274,11 @@ pub fn watch(store: Arc<Store>, settings: &WatchSettings, request: WatchRequest)
     let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
+        header::HeaderValue::from_static(if protobuf {
+            crate::protobuf_watch::STREAM_CONTENT_TYPE
+        } else {
+            "application/json"
+        }),
     );
     response
 }

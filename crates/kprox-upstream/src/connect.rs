@@ -2,11 +2,8 @@
 //! timeout and the configured server name), then the HTTP/2 or HTTP/1.1 handshake that ALPN
 //! chose. The connection's driver runs in its own task.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::client::conn::{http1, http2};
@@ -38,8 +35,11 @@ pub struct ConnectSettings {
 #[derive(Debug)]
 pub(crate) enum Connection {
     H1(http1::SendRequest<RequestBody>),
-    /// The sender, and the peer's current `SETTINGS_MAX_CONCURRENT_STREAMS`.
-    H2(http2::SendRequest<RequestBody>, Arc<AtomicUsize>),
+    /// The sender, and the peer's stream limit.
+    H2(
+        http2::SendRequest<RequestBody>,
+        crate::stream_limit::StreamLimit,
+    ),
 }
 
 /// A TLS configuration for pooled connections (ALPN h2 + http/1.1) and for upgrades
@@ -225,20 +225,17 @@ impl Connector {
             builder
                 .initial_stream_window_size(2 * 1024 * 1024)
                 .initial_connection_window_size(8 * 1024 * 1024)
-                .max_frame_size(MAX_FRAME_SIZE);
+                .max_frame_size(MAX_FRAME_SIZE)
+                .initial_max_send_streams(crate::stream_limit::NOT_YET_KNOWN);
             let (sender, conn) = builder.handshake(io).await.map_err(failed)?;
-            let max_streams = Arc::new(AtomicUsize::new(conn.current_max_send_streams()));
-            let tracked = TrackStreamLimit {
-                conn: Box::pin(conn),
-                max_streams: max_streams.clone(),
-            };
-            let url = url.clone();
+            let (driver, limit) = crate::stream_limit::track(conn);
+            let driver_url = url.clone();
             tokio::spawn(async move {
-                if let Err(error) = tracked.await {
-                    tracing::debug!(endpoint = %url, error = %chain(&error), "HTTP/2 connection ended");
+                if let Err(error) = driver.await {
+                    tracing::debug!(endpoint = %driver_url, error = %chain(&error), "HTTP/2 connection ended");
                 }
             });
-            Ok(Connection::H2(sender, max_streams))
+            Ok(Connection::H2(sender, limit))
         } else {
             let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(failed)?;
             let url = url.clone();
@@ -254,25 +251,3 @@ impl Connector {
 
 /// The largest HTTP/2 frame kprox asks apiservers to send.
 const MAX_FRAME_SIZE: u32 = 64 * 1024;
-
-type H2Driver<I> = http2::Connection<I, RequestBody, TokioExecutor>;
-
-/// Drives an HTTP/2 connection and publishes the stream limit the server announces, which only
-/// the connection half can read; it changes only while the connection is polled.
-struct TrackStreamLimit<I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static> {
-    conn: Pin<Box<H2Driver<I>>>,
-    max_streams: Arc<AtomicUsize>,
-}
-
-impl<I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static> Future
-    for TrackStreamLimit<I>
-{
-    type Output = hyper::Result<()>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let polled = self.conn.as_mut().poll(cx);
-        let limit = self.conn.as_ref().get_ref().current_max_send_streams();
-        self.max_streams.store(limit, Ordering::Relaxed);
-        polled
-    }
-}

@@ -15,6 +15,7 @@ mod health;
 mod pool;
 mod proxy;
 mod retry;
+mod stream_limit;
 mod tls;
 mod upstream;
 mod watch;

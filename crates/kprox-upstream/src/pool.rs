@@ -27,6 +27,7 @@ use hyper::client::conn::{http1, http2};
 
 use crate::connect::{Connection, Connector};
 use crate::error::{ErrorKind, Sent, chain};
+use crate::stream_limit::StreamLimit;
 use crate::{Endpoint, RequestBody, UpstreamError};
 
 const PROTOCOL_UNKNOWN: u8 = 0;
@@ -51,8 +52,8 @@ pub struct PoolSettings {
 #[derive(Debug)]
 struct H2Conn {
     sender: http2::SendRequest<RequestBody>,
-    /// The server's current stream limit for this connection.
-    max_streams: Arc<AtomicUsize>,
+    /// The server's stream limit for this connection (one stream until it is known).
+    limit: StreamLimit,
     in_flight: AtomicUsize,
     /// Streams in flight that are not watches.
     busy: AtomicUsize,
@@ -216,14 +217,14 @@ impl EndpointPool {
         let (pool, connector) = (self.clone(), connector.clone());
         tokio::spawn(async move {
             let generation = pool.generation.load(Ordering::Acquire);
-            if let Ok(Connection::H2(sender, max_streams)) =
+            if let Ok(Connection::H2(sender, limit)) =
                 connector.connect(&pool.endpoint, false).await
             {
                 pool.opened.fetch_add(1, Ordering::Relaxed);
                 if pool.generation.load(Ordering::Acquire) == generation {
                     let conn = Arc::new(H2Conn {
                         sender,
-                        max_streams,
+                        limit,
                         in_flight: AtomicUsize::new(0),
                         busy: AtomicUsize::new(0),
                         idle_since_ms: AtomicU64::new(0),
@@ -254,6 +255,18 @@ impl EndpointPool {
         } else {
             Some(self.connecting.lock().await)
         };
+        // A connection whose stream limit is still unknown carries one stream; wait for its
+        // limit rather than open a connection per waiting request.
+        let unknown: Vec<StreamLimit> = self
+            .h2
+            .load()
+            .iter()
+            .filter(|c| !c.sender.is_closed() && !c.limit.is_known())
+            .map(|c| c.limit.clone())
+            .collect();
+        for limit in unknown {
+            limit.wait_known().await;
+        }
         if let Some((sender, guard, _)) = self.checkout_h2(watch) {
             return self.send_h2(sender, guard, request).await;
         }
@@ -278,11 +291,11 @@ impl EndpointPool {
         };
         self.opened.fetch_add(1, Ordering::Relaxed);
         match connection {
-            Connection::H2(sender, max_streams) => {
+            Connection::H2(sender, limit) => {
                 self.protocol.store(PROTOCOL_H2, Ordering::Release);
                 let conn = Arc::new(H2Conn {
                     sender: sender.clone(),
-                    max_streams,
+                    limit,
                     in_flight: AtomicUsize::new(1),
                     busy: AtomicUsize::new(0),
                     idle_since_ms: AtomicU64::new(0),
@@ -314,10 +327,7 @@ impl EndpointPool {
     ) -> Option<(http2::SendRequest<RequestBody>, StreamGuard, usize)> {
         let list = self.h2.load();
         let has_room = |conn: &H2Conn| {
-            let limit = self
-                .settings
-                .max_streams
-                .min(conn.max_streams.load(Ordering::Relaxed).max(1));
+            let limit = self.settings.max_streams.min(conn.limit.streams());
             (!conn.sender.is_closed() && conn.in_flight.load(Ordering::Relaxed) < limit)
                 .then_some(limit)
         };

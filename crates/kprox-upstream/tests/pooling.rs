@@ -348,3 +348,49 @@ async fn every_endpoint_is_verified_against_the_first_urls_dns_name() {
     assert_eq!(status, StatusCode::OK, "127.0.0.2 verified as localhost");
     assert_eq!(second.requests_to("/version").len(), 1);
 }
+
+/// A new connection's stream limit is the server's, not HTTP/2's default, from its very first
+/// request: requests that a stale limit put on a full connection would wait inside the HTTP/2
+/// client behind watches that never end (the hang behind "5 of 6,287 GETs").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_a_new_connection_never_queues_behind_the_servers_stream_limit() {
+    let server = fake(FakeOptions {
+        max_concurrent_streams: Some(5),
+        ..Default::default()
+    })
+    .await;
+    let rv = server.store().resource_version();
+    let watch = format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}");
+    // The race is a matter of microseconds: run it often enough to lose it.
+    for round in 0..20 {
+        let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+        // One request opens the connection; then everything at once, as after a GOAWAY.
+        status_and_body(&upstream, "/version").await;
+        let mut tasks = Vec::new();
+        for i in 0..30 {
+            let upstream = upstream.clone();
+            let path = if i % 3 == 0 {
+                "/api/v1/namespaces/default/pods".to_owned()
+            } else {
+                watch.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                let response =
+                    tokio::time::timeout(Duration::from_secs(3), upstream.send(get(&path)))
+                        .await
+                        .map_err(|_| format!("{path}: no answer within 3 s"))?
+                        .map_err(|e| format!("{path}: {e}"))?;
+                // Watches stay open until the round ends.
+                Ok::<_, String>(response)
+            }));
+        }
+        let mut open = Vec::new();
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(response) => open.push(response),
+                Err(e) => panic!("round {round}: {e} ({} answered)", open.len()),
+            }
+        }
+        assert!(open.iter().all(|r| r.status() == StatusCode::OK));
+    }
+}
