@@ -830,3 +830,92 @@ async fn discovery_follows_the_kubernetes_endpoint_slices() {
         .expect("update");
     wait_for(vec![url(2)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_apiserver_loses_its_waiting_gets_to_the_others_and_keeps_its_posts() {
+    let trio = Trio::start(|_| FakeOptions::default()).await;
+    // Ordered failover: everything goes to the first apiserver while it is in rotation.
+    let config = trio._dir.path().join("failover.toml");
+    std::fs::write(&config, "[upstream]\npolicy = \"failover\"\n").expect("config");
+    let config = config.display().to_string();
+    let kprox = trio.kprox(&[
+        "--log-level",
+        "warn",
+        "--config",
+        &config,
+        "--reject-methods",
+        "^$",
+    ]);
+    let client = client();
+    // Warm: the first apiserver answers.
+    let warm = client
+        .request(get_request(&kprox.url("/api/v1/namespaces/default/pods")))
+        .await
+        .expect("warm");
+    assert_eq!(warm.status(), 200);
+    // It stalls: accepts requests and answers nothing for 30 s, health checks included.
+    trio.servers[0]
+        .set_behaviour(Behaviour::Slow(Duration::from_secs(30)))
+        .await;
+    let started = Instant::now();
+    let gets: Vec<_> = (0..10)
+        .map(|_| {
+            let request = get_request(&kprox.url("/api/v1/namespaces/default/pods"));
+            let client = client.clone();
+            tokio::spawn(async move {
+                let response = client.request(request).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((response.status().as_u16(), started.elapsed()))
+            })
+        })
+        .collect();
+    let posts: Vec<_> = (0..3)
+        .map(|n| {
+            let url = kprox.url("/api/v1/namespaces/default/configmaps");
+            tokio::spawn(async move {
+                let client: Client<_, Full<Bytes>> =
+                    Client::builder(TokioExecutor::new()).build_http();
+                let body = format!(r#"{{"metadata":{{"name":"stalled-{n}"}}}}"#);
+                let request = http::Request::post(url)
+                    .header("host", "localhost")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("request");
+                client.request(request).await.map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    for get in gets {
+        let (status, elapsed) = get.await.expect("task").expect("answered");
+        assert_eq!(status, 200);
+        assert!(
+            elapsed < Duration::from_secs(2),
+            "a GET waited {elapsed:?} for the stalled apiserver"
+        );
+    }
+    // The POSTs reached the stalled apiserver and nowhere else: never re-sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for server in &trio.servers[1..] {
+        let posts_seen = server
+            .requests()
+            .iter()
+            .filter(|r| r.method == http::Method::POST)
+            .count();
+        assert_eq!(posts_seen, 0, "{} got a re-sent POST", server.url());
+    }
+    let at_stalled = trio.servers[0]
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::POST)
+        .count();
+    assert_eq!(at_stalled, 3);
+    for post in posts {
+        post.abort();
+    }
+}
+
+fn get_request(url: &str) -> http::Request<Empty<Bytes>> {
+    http::Request::get(url)
+        .header("host", "localhost")
+        .body(Empty::new())
+        .expect("request")
+}

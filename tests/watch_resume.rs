@@ -390,3 +390,103 @@ async fn a_protobuf_watch_list_broken_in_its_initial_events_gets_an_error_frame(
     assert_eq!(frames[3].code, Some(500));
     assert_eq!(kprox.metric("kprox_watch_restarts_total"), Some(1.0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watch_resumed_on_a_lagging_replica_moves_to_one_that_is_not() {
+    use kprox_testkit::{FakeApiServer, FakeOptions, KubeconfigBuilder, Store, TestPki};
+    use std::net::{IpAddr, Ipv4Addr};
+    let pki = std::sync::Arc::new(TestPki::new("replicas").expect("pki"));
+    let store = std::sync::Arc::new(Store::new());
+    for name in ["alpha", "beta"] {
+        store.add_pod("default", name).expect("pod");
+    }
+    let mut replicas = Vec::new();
+    for n in 0..3u8 {
+        replicas.push(
+            FakeApiServer::start(FakeOptions {
+                ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n + 1)),
+                tokens: vec![support::TOKEN.into()],
+                pki: Some(pki.clone()),
+                store: Some(store.clone()),
+                name: format!("replica-{n}"),
+                ..Default::default()
+            })
+            .await
+            .expect("replica"),
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    KubeconfigBuilder::new()
+        .cluster("three", &replicas[0].url(), &pki.ca_pem())
+        .user_token("u", support::TOKEN)
+        .context("three", "three", "u")
+        .current("three")
+        .write(&kubeconfig)
+        .expect("kubeconfig");
+    // Ordered failover: the first replica serves while it is up, then the second, then the third.
+    let config = dir.path().join("kprox.toml");
+    std::fs::write(&config, "[upstream]\npolicy = \"failover\"\n").expect("config");
+    let servers = replicas
+        .iter()
+        .map(FakeApiServer::url)
+        .collect::<Vec<_>>()
+        .join(",");
+    let kprox = Kprox::start(&[
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+        "--server",
+        &servers,
+        "--config",
+        &config.display().to_string(),
+    ]);
+    let rv = store.resource_version();
+    let watch = curl_watch(
+        &kprox,
+        &format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}&timeoutSeconds=6"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.watchers() < 1 {
+        assert!(Instant::now() < deadline, "the watch never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The second replica's watch cache stops here; one change reaches the client.
+    replicas[1].lag_behind(true);
+    let bump = |name: &str| {
+        let mut pod = store.get(Resource::Pods, "default", name).expect("pod");
+        pod["metadata"]["labels"] = json!({"bumped": "yes"});
+        store
+            .update(Resource::Pods, "default", name, pod)
+            .expect("update");
+    };
+    bump("alpha");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first replica dies: the resume goes to the lagging one, which waits 3 s and answers
+    // 504 "Too large resource version"; kprox tries the third after Retry-After.
+    replicas[0]
+        .set_behaviour(kprox_testkit::Behaviour::Refuse)
+        .await;
+    bump("beta");
+    let out = watch.await.expect("curl");
+    assert_eq!(
+        summary(&events(&out)),
+        ["MODIFIED alpha", "MODIFIED beta"],
+        "{out}"
+    );
+    let watches_at = |replica: &FakeApiServer| {
+        replica
+            .requests_to("/api/v1/namespaces/default/pods?")
+            .len()
+    };
+    assert_eq!(
+        watches_at(&replicas[1]),
+        1,
+        "the lagging replica was asked once"
+    );
+    assert_eq!(
+        watches_at(&replicas[2]),
+        1,
+        "the resume moved to the third replica"
+    );
+    assert_eq!(kprox.metric("kprox_watch_resumes_total"), Some(2.0));
+}

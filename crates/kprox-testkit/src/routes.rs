@@ -184,7 +184,8 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
                         first.trim().starts_with(crate::protobuf::CONTENT_TYPE)
                     }),
                 },
-            );
+            )
+            .await;
         }
         (&Method::GET, None) => {
             let (items, rv) = ctx.store.list(target.resource, &target.namespace);

@@ -315,6 +315,13 @@ impl FakeApiServer {
         self.shared.watch.cut_next_after(events);
     }
 
+    /// Freezes this replica's watch cache at the store's current version: watches from a
+    /// newer one wait 3 s, then get 504 "Too large resource version". `false`: caught up.
+    pub fn lag_behind(&self, lagging: bool) {
+        let version = lagging.then(|| self.shared.store.resource_version());
+        self.shared.watch.lag_at(version);
+    }
+
     /// Requests received so far.
     pub fn request_count(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)

@@ -10,6 +10,9 @@
 //! - **bookmarks** every [`WatchSettings::bookmark_every`] when `allowWatchBookmarks`;
 //! - **history**: a watch from a version older than the compacted history gets an `ERROR`
 //!   event with a 410 `Status`;
+//! - **a lagging replica**: [`WatchSettings::lag_at`] freezes this replica's watch cache; a
+//!   watch from a newer version waits 3 s, then gets 504 "Too large resource version"
+//!   (reason `Timeout`, cause `ResourceVersionTooLarge`, `Retry-After: 1`);
 //! - **faults on demand**: [`WatchSettings::cut_next_after`] resets the next watch stream
 //!   after that many events (the apiserver dying mid-stream, at a chosen point).
 //!
@@ -17,7 +20,7 @@
 //! `Accept` puts protobuf first gets protobuf frames (`protobuf_watch.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,11 +34,18 @@ use crate::table;
 /// The annotation that ends a WatchList's initial events.
 pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
+/// How long a replica whose watch cache is behind waits for it before answering 504, as the
+/// apiserver does.
+pub const LAG_WAIT: Duration = Duration::from_secs(3);
+
 /// How the fake's watches behave; shared by every request of one fake apiserver.
 #[derive(Debug, Default)]
 pub struct WatchSettings {
     /// The next watch stream to start is reset after this many events (0: none). One-shot.
     cut_next_after: AtomicUsize,
+    /// This replica's watch cache is stuck at this version (0: up to date): a watch from a
+    /// newer version waits [`LAG_WAIT`], then gets 504 "Too large resource version".
+    lagging_at: AtomicU64,
     /// With `allowWatchBookmarks`, a `BOOKMARK` this often (`None`: only WatchList's).
     pub bookmark_every: Option<Duration>,
 }
@@ -45,6 +55,7 @@ impl WatchSettings {
     pub fn new(bookmark_every: Option<Duration>) -> Self {
         Self {
             cut_next_after: AtomicUsize::new(0),
+            lagging_at: AtomicU64::new(0),
             bookmark_every,
         }
     }
@@ -52,6 +63,17 @@ impl WatchSettings {
     /// Resets the next watch stream that starts after it has sent `events` events.
     pub fn cut_next_after(&self, events: usize) {
         self.cut_next_after.store(events, Ordering::SeqCst);
+    }
+
+    /// Freezes this replica's watch cache at `version` (`None`: it catches up).
+    pub fn lag_at(&self, version: Option<u64>) {
+        // 0 means "up to date", so a cache frozen at version 0 is stored as 1.
+        self.lagging_at
+            .store(version.map_or(0, |v| v.max(1)), Ordering::SeqCst);
+    }
+
+    fn lagging_at(&self) -> Option<u64> {
+        Some(self.lagging_at.load(Ordering::SeqCst)).filter(|v| *v > 0)
     }
 
     fn take_cut(&self) -> Option<usize> {
@@ -91,8 +113,29 @@ fn invalid(message: &str) -> Response<Body> {
     status_response(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
 }
 
-/// A chunked watch stream: one JSON event per line, flushed as it happens.
-pub fn watch(store: Arc<Store>, settings: &WatchSettings, request: WatchRequest) -> Response<Body> {
+/// The apiserver's answer to a watch from a version newer than its watch cache, once it has
+/// waited [`LAG_WAIT`] for the cache to catch up.
+fn too_large_resource_version(requested: u64, current: u64) -> Response<Body> {
+    let status = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("Too large resource version: {requested}, current: {current}"),
+        "reason": "Timeout",
+        "details": {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1},
+        "code": 504,
+    });
+    let mut response = crate::body::json_response(StatusCode::GATEWAY_TIMEOUT, &status);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
+}
+
+/// A chunked watch stream: one JSON event per line (or protobuf frame), flushed as it happens.
+pub async fn watch(
+    store: Arc<Store>,
+    settings: &WatchSettings,
+    request: WatchRequest,
+) -> Response<Body> {
     let query = request.query.as_str();
     let send_initial = flag(query, "sendInitialEvents");
     let bookmarks = flag(query, "allowWatchBookmarks");
@@ -121,6 +164,16 @@ pub fn watch(store: Arc<Store>, settings: &WatchSettings, request: WatchRequest)
             }
         },
     };
+    if let (Some(requested), Some(cache)) = (since, settings.lagging_at())
+        && requested > cache
+    {
+        tokio::time::sleep(LAG_WAIT).await;
+        if let Some(cache) = settings.lagging_at()
+            && requested > cache
+        {
+            return too_large_resource_version(requested, cache);
+        }
+    }
     let timeout = query_value(query, "timeoutSeconds")
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_secs);

@@ -15,6 +15,7 @@ mod health;
 mod pool;
 mod proxy;
 mod retry;
+mod served;
 mod stream_limit;
 mod tls;
 mod upstream;
@@ -31,10 +32,10 @@ pub use error::{ErrorKind, Sent, UpstreamError};
 pub use health::{HealthSettings, Signal, State as HealthState};
 pub use proxy::ProxySettings;
 pub use retry::RetrySettings;
+pub use served::Served;
 pub use tls::TlsSettings;
 pub use upstream::{
-    Authorize, EndpointStatus, HealthChange, PoolSettings, RetryCounts, Served, Upstream,
-    UpstreamSettings,
+    Authorize, EndpointStatus, HealthChange, PoolSettings, RetryCounts, Upstream, UpstreamSettings,
 };
 pub use watch_request::is_watch;
 

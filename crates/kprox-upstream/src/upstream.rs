@@ -3,6 +3,8 @@
 //! allow it (`retry.rs`). Every outcome feeds the endpoint's health (`health.rs`), and a checker
 //! task per endpoint probes `/readyz` in the background.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -18,8 +20,9 @@ use crate::body::ResponseBody;
 use crate::connect::{ConnectSettings, Connection, Connector};
 use crate::error::{ErrorKind, Sent, chain};
 use crate::health::{Health, HealthSettings, Signal, State};
-use crate::pool::{EndpointPool, PooledBody};
+use crate::pool::{Attempt, EndpointPool, PooledBody};
 use crate::retry::{self, Decision, Reason, RetryBudget, RetrySettings};
+use crate::served::Served;
 use crate::tls::{TlsSettings, client_config};
 use crate::watch::{self, Resend, ResumableWatch};
 use crate::watch_request;
@@ -73,6 +76,9 @@ struct EndpointState {
     load: Arc<Load>,
     /// The latest failure seen with this endpoint, for the status page.
     last_error: std::sync::Mutex<Option<(Instant, String)>>,
+    /// Woken when the endpoint is taken out of rotation: replayable requests still waiting
+    /// for its answer are sent elsewhere (see `unless_ejected`).
+    ejected: tokio::sync::Notify,
 }
 
 /// A point-in-time view of one endpoint, for the status page and tests.
@@ -102,16 +108,6 @@ pub struct HealthChange {
 
 /// How many recent health changes are kept.
 const RECENT_CHANGES: usize = 20;
-
-/// Which apiserver answered a request and after how many attempts; put in the response's
-/// extensions for metrics and the access log.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Served {
-    /// The URL of the endpoint that answered.
-    pub endpoint: Arc<str>,
-    /// Attempts made, the successful one included.
-    pub attempts: u32,
-}
 
 /// Retries made so far, by reason.
 #[derive(Debug, Default)]
@@ -457,7 +453,8 @@ impl Upstream {
             drop(changes);
             match state {
                 State::Down => {
-                    tracing::warn!(endpoint = %endpoint.pool.endpoint().url(), ?signal, "apiserver taken out of rotation")
+                    tracing::warn!(endpoint = %endpoint.pool.endpoint().url(), ?signal, "apiserver taken out of rotation");
+                    endpoint.ejected.notify_waiters();
                 }
                 State::Up => {
                     tracing::info!(endpoint = %endpoint.pool.endpoint().url(), "apiserver back in rotation")
@@ -489,10 +486,9 @@ impl Upstream {
             Some((parts, encoding)) => {
                 let (head, body) = response.into_parts();
                 let resend: Arc<dyn Resend> = self.clone();
-                Ok(Response::from_parts(
-                    head,
-                    ResponseBody::watch(ResumableWatch::new(resend, parts, encoding, body)),
-                ))
+                let served_by = head.extensions.get::<Served>().map(|s| s.endpoint.clone());
+                let watch = ResumableWatch::new(resend, parts, encoding, body).served_by(served_by);
+                Ok(Response::from_parts(head, ResponseBody::watch(watch)))
             }
             None => Ok(response.map(ResponseBody::pooled)),
         }
@@ -504,13 +500,27 @@ impl Upstream {
         &self,
         request: Request<RequestBody>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
+        self.send_once_avoiding(request, None).await
+    }
+
+    /// [`Self::send_once`], trying the endpoint `avoid` (a replica that just said it is
+    /// behind) only after every other.
+    async fn send_once_avoiding(
+        &self,
+        request: Request<RequestBody>,
+        avoid: Option<Arc<str>>,
+    ) -> Result<Response<PooledBody>, UpstreamError> {
         self.budget.deposit();
         let (parts, body) = request.into_parts();
         let watch = watch_request::is_watch(&parts.method, &parts.uri);
         let replayable = retry::replayable(&parts.method, &parts.headers, body.is_end_stream());
         let mut body = Some(body);
         let endpoints = self.endpoints.load_full();
-        let order = self.order(&endpoints);
+        let mut order = self.order(&endpoints);
+        if let Some(avoid) = &avoid {
+            // A stable sort: the others keep the balancer's order.
+            order.sort_by_key(|&i| endpoints[i].url == *avoid);
+        }
         let mut budgeted = 0usize;
         let mut last_error: Option<UpstreamError> = None;
         let mut only_refusals = true;
@@ -525,15 +535,20 @@ impl Upstream {
             let endpoint = &endpoints[index];
             let mut load = endpoint.load.start();
             let is_last = attempt + 1 == order.len();
-            match endpoint
-                .pool
-                .send(
-                    &self.connector,
-                    Request::from_parts(parts.clone(), request_body),
-                    watch,
-                )
-                .await
-            {
+            let sent = endpoint.pool.send(
+                &self.connector,
+                Request::from_parts(parts.clone(), request_body),
+                watch,
+            );
+            let outcome = if replayable && endpoints.len() > 1 {
+                match self.unless_ejected(endpoint, sent, &parts).await {
+                    Hedge::Original(outcome) => outcome,
+                    Hedge::Elsewhere(answer) => return answer,
+                }
+            } else {
+                sent.await
+            };
+            match outcome {
                 Ok(response) => {
                     load.headers_arrived();
                     let status = response.status();
@@ -618,6 +633,41 @@ impl Upstream {
             }
         }
         Err(self.final_error(last_error, only_refusals))
+    }
+
+    /// Waits for `sent`, unless `endpoint` is taken out of rotation first (a stalled
+    /// apiserver: it accepted the request and answers nothing). Then the request — replayable,
+    /// with no answer yet — is sent again through the balancer, and the first answer wins; the
+    /// other attempt is cancelled. Writes never come here: only replayable requests.
+    async fn unless_ejected(
+        &self,
+        endpoint: &EndpointState,
+        sent: impl Future<Output = Attempt>,
+        parts: &http::request::Parts,
+    ) -> Hedge {
+        let ejected = endpoint.ejected.notified();
+        tokio::pin!(sent, ejected);
+        tokio::select! {
+            biased;
+            outcome = &mut sent => return Hedge::Original(outcome),
+            () = &mut ejected => {}
+        }
+        tracing::info!(endpoint = %endpoint.url, path = %parts.uri.path(), "apiserver taken out of rotation while a request waited for it; sending it elsewhere too");
+        self.count(Reason::Unavailable);
+        let again = self.send_again(parts);
+        tokio::select! {
+            outcome = &mut sent => Hedge::Original(outcome),
+            answer = again => Hedge::Elsewhere(answer),
+        }
+    }
+
+    /// `send_once` for a replayable request, boxed (it is called from inside `send_once`).
+    fn send_again(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<PooledBody>, UpstreamError>> + Send + '_>>
+    {
+        Box::pin(self.send_once(Request::from_parts(parts.clone(), empty_body())))
     }
 
     fn final_error(&self, last_error: Option<UpstreamError>, only_refusals: bool) -> UpstreamError {
@@ -736,6 +786,7 @@ fn new_state(
         health: Health::new(health.clone()),
         load: Arc::new(Load::default()),
         last_error: std::sync::Mutex::new(None),
+        ejected: tokio::sync::Notify::new(),
     })
 }
 
@@ -801,10 +852,22 @@ async fn check(upstream: Weak<Upstream>, endpoint: Weak<EndpointState>, settings
     }
 }
 
+/// Which attempt answered a request whose endpoint was ejected while it waited.
+enum Hedge {
+    /// The first attempt, on the ejected endpoint, answered (or failed) first.
+    Original(Attempt),
+    /// The request sent again elsewhere answered first.
+    Elsewhere(Result<Response<PooledBody>, UpstreamError>),
+}
+
 impl Resend for Upstream {
-    fn resend(self: Arc<Self>, request: http::request::Parts) -> watch::Resume {
+    fn resend(
+        self: Arc<Self>,
+        request: http::request::Parts,
+        avoid: Option<Arc<str>>,
+    ) -> watch::Resume {
         Box::pin(async move {
-            self.send_once(Request::from_parts(request, empty_body()))
+            self.send_once_avoiding(Request::from_parts(request, empty_body()), avoid)
                 .await
         })
     }

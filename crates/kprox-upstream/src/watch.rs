@@ -28,6 +28,8 @@
 //! every resume waits a random fraction of [`RESUME_JITTER`] first, so that the watches of a
 //! dead apiserver do not all land on the survivors at once.
 //!
+//! A replica that said it is behind is tried last on the next resume.
+//!
 //! The upstream is reached through [`Resend`], so this file knows nothing of endpoints.
 
 use std::collections::VecDeque;
@@ -43,6 +45,7 @@ use http::{Response, StatusCode};
 use http_body::{Body, Frame};
 
 use crate::pool::PooledBody;
+use crate::served::Served;
 use crate::watch_event::{self, EventHead, EventType};
 use crate::watch_protobuf;
 use crate::watch_request::WatchAsk;
@@ -70,8 +73,9 @@ pub type Resume = Pin<Box<dyn Future<Output = Result<Response<PooledBody>, Upstr
 
 /// How a watch reaches the apiservers again: the narrow seam between resume and the upstream.
 pub trait Resend: Send + Sync + 'static {
-    /// Sends `request` (a GET with no body) to whichever apiserver the balancer picks.
-    fn resend(self: Arc<Self>, request: http::request::Parts) -> Resume;
+    /// Sends `request` (a GET with no body) to whichever apiserver the balancer picks, trying
+    /// `avoid` (a replica that said it is behind) last.
+    fn resend(self: Arc<Self>, request: http::request::Parts, avoid: Option<Arc<str>>) -> Resume;
     /// A watch was resumed (metrics).
     fn note_resumed(&self);
     /// A watch broke during its initial events and its client was told to start over.
@@ -156,6 +160,10 @@ pub struct ResumableWatch {
     /// An event grew past [`MAX_EVENT_BYTES`]: bytes pass through as they come, unresumed.
     passthrough: bool,
     resumes_left: u32,
+    /// The apiserver of the current stream.
+    serving: Option<Arc<str>>,
+    /// The replica to try last on the next resume (it said it is behind).
+    avoid: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for ResumableWatch {
@@ -199,7 +207,15 @@ impl ResumableWatch {
             just_resumed: false,
             passthrough: false,
             resumes_left: MAX_RESUMES,
+            serving: None,
+            avoid: None,
         }
+    }
+
+    /// Notes which apiserver serves the stream (from the first answer's extensions).
+    pub fn served_by(mut self, endpoint: Option<Arc<str>>) -> Self {
+        self.serving = endpoint;
+        self
     }
 
     /// The length of the first complete event in `partial`, if there is one.
@@ -347,7 +363,8 @@ impl ResumableWatch {
         tracing::info!(path = %parts.uri.path(), resource_version = ?self.resource_version, "watch stream broke; resuming");
         self.upstream.note_resumed();
         self.just_resumed = true;
-        self.state = State::Resuming(self.upstream.clone().resend(parts));
+        let avoid = self.avoid.take();
+        self.state = State::Resuming(self.upstream.clone().resend(parts, avoid));
     }
 
     /// The `ERROR` event that makes a client start over (see the module documentation).
@@ -371,12 +388,18 @@ impl ResumableWatch {
 
     /// What to do with the answer to a resume.
     fn on_resumed(&mut self, response: Response<PooledBody>) {
+        let served_by = response
+            .extensions()
+            .get::<Served>()
+            .map(|s| s.endpoint.clone());
         if resumable_encoding(&response) == Some(self.encoding) {
+            self.serving = served_by;
             self.state = State::Streaming(response.into_body());
             return;
         }
         let status = response.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            self.avoid = served_by;
             // "Too large resource version" (504), a draining or overloaded replica: again,
             // after the wait it asks for, on whichever apiserver the balancer picks.
             let wait = retry_after(&response).unwrap_or(DEFAULT_RETRY_AFTER);
@@ -449,6 +472,7 @@ impl Body for ResumableWatch {
                         self.partial.extend_from_slice(&data);
                         if !self.split_events() {
                             tracing::info!(path = %self.request.uri.path(), "resumed on an apiserver that is behind; trying again");
+                            self.avoid = self.serving.take();
                             if let Some(error) = self.after_break(DEFAULT_RETRY_AFTER, None) {
                                 return Poll::Ready(Some(Err(error)));
                             }
