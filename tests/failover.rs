@@ -12,7 +12,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kprox_testkit::{Behaviour, FakeApiServer, FakeOptions, KubeconfigBuilder, Store, TestPki};
+use kprox_testkit::{
+    Behaviour, FakeApiServer, FakeOptions, KubeconfigBuilder, Resource, Store, TestPki,
+};
 use support::{Kprox, TOKEN};
 
 struct Trio {
@@ -918,4 +920,79 @@ fn get_request(url: &str) -> http::Request<Empty<Bytes>> {
         .header("host", "localhost")
         .body(Empty::new())
         .expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_apiserver_gets_no_new_requests_and_finishes_its_streams() {
+    // HTTP/1.1 upstreams, where the draining answer carries `Connection: close`.
+    let trio = Trio::start(|_| FakeOptions {
+        http2: false,
+        ..Default::default()
+    })
+    .await;
+    let config = trio._dir.path().join("failover.toml");
+    std::fs::write(&config, "[upstream]\npolicy = \"failover\"\n").expect("config");
+    let config = config.display().to_string();
+    let kprox = trio.kprox(&["--log-level", "warn", "--config", &config]);
+    let client = client();
+    // A watch streams from the first apiserver before it starts shutting down.
+    let rv = trio.servers[0].store().resource_version();
+    let watch = client
+        .request(get_request(&kprox.url(&format!(
+            "/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}"
+        ))))
+        .await
+        .expect("watch");
+    assert_eq!(watch.status(), 200);
+    trio.servers[0].set_behaviour(Behaviour::Draining).await;
+    let gets_before = trio.servers[0]
+        .requests_to("/api/v1/namespaces/default/pods/")
+        .len();
+    for _ in 0..20 {
+        let response = client
+            .request(get_request(
+                &kprox.url("/api/v1/namespaces/default/pods/alpha"),
+            ))
+            .await
+            .expect("get");
+        assert_eq!(response.status(), 200, "a client saw the draining answer");
+    }
+    // One request learnt that it drains; no other went there.
+    let gets_after = trio.servers[0]
+        .requests_to("/api/v1/namespaces/default/pods/")
+        .len();
+    assert!(
+        gets_after - gets_before <= 1,
+        "{} requests reached the draining apiserver",
+        gets_after - gets_before
+    );
+    assert!(
+        kprox.stderr().contains("apiserver taken out of rotation"),
+        "{}",
+        kprox.stderr()
+    );
+    // The stream it was already serving goes on.
+    let store = trio.servers[0].store();
+    let mut pod = store.get(Resource::Pods, "default", "alpha").expect("pod");
+    pod["metadata"]["labels"] = serde_json::json!({"during": "drain"});
+    store
+        .update(Resource::Pods, "default", "alpha", pod)
+        .expect("update");
+    let mut body = watch.into_body();
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("the watch still streams")
+        .expect("a frame")
+        .expect("no error");
+    let event = String::from_utf8_lossy(frame.data_ref().expect("data")).into_owned();
+    assert!(
+        event.contains("\"MODIFIED\"") && event.contains("drain"),
+        "{event}"
+    );
+    let watch_requests = trio
+        .servers
+        .iter()
+        .map(|s| s.requests_to("/api/v1/namespaces/default/pods?watch").len())
+        .collect::<Vec<_>>();
+    assert_eq!(watch_requests, [1, 0, 0], "the watch was not moved");
 }

@@ -393,50 +393,31 @@ async fn a_protobuf_watch_list_broken_in_its_initial_events_gets_an_error_frame(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_resumed_on_a_lagging_replica_moves_to_one_that_is_not() {
-    use kprox_testkit::{FakeApiServer, FakeOptions, KubeconfigBuilder, Store, TestPki};
+    use kprox_testkit::{FakeApiServer, FakeCluster, FakeOptions};
     use std::net::{IpAddr, Ipv4Addr};
-    let pki = std::sync::Arc::new(TestPki::new("replicas").expect("pki"));
-    let store = std::sync::Arc::new(Store::new());
+    let cluster = FakeCluster::start(3, support::TOKEN, |n| FakeOptions {
+        ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n as u8 + 1)),
+        ..Default::default()
+    })
+    .await
+    .expect("replicas");
+    let (replicas, store) = (&cluster.servers, &cluster.store);
     for name in ["alpha", "beta"] {
         store.add_pod("default", name).expect("pod");
     }
-    let mut replicas = Vec::new();
-    for n in 0..3u8 {
-        replicas.push(
-            FakeApiServer::start(FakeOptions {
-                ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n + 1)),
-                tokens: vec![support::TOKEN.into()],
-                pki: Some(pki.clone()),
-                store: Some(store.clone()),
-                name: format!("replica-{n}"),
-                ..Default::default()
-            })
-            .await
-            .expect("replica"),
-        );
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
-    KubeconfigBuilder::new()
-        .cluster("three", &replicas[0].url(), &pki.ca_pem())
-        .user_token("u", support::TOKEN)
-        .context("three", "three", "u")
-        .current("three")
-        .write(&kubeconfig)
+    cluster
+        .write_kubeconfig("three", &kubeconfig)
         .expect("kubeconfig");
     // Ordered failover: the first replica serves while it is up, then the second, then the third.
     let config = dir.path().join("kprox.toml");
     std::fs::write(&config, "[upstream]\npolicy = \"failover\"\n").expect("config");
-    let servers = replicas
-        .iter()
-        .map(FakeApiServer::url)
-        .collect::<Vec<_>>()
-        .join(",");
     let kprox = Kprox::start(&[
         "--kubeconfig",
         &kubeconfig.display().to_string(),
         "--server",
-        &servers,
+        &cluster.server_list(),
         "--config",
         &config.display().to_string(),
     ]);

@@ -3,6 +3,7 @@
 //! apiserver directly, through kprox and through kubectl proxy, one after the other (A B C,
 //! A B C, ...) so that machine drift hits all alike. Figures are medians over rounds.
 
+pub mod convergence;
 pub mod load;
 pub mod report;
 pub mod soak;

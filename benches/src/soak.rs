@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use kprox_testkit::{
-    Behaviour, FakeApiServer, FakeOptions, KubeconfigBuilder, Resource, Store, TestPki,
-};
+use kprox_testkit::{Behaviour, FakeApiServer, FakeCluster, FakeOptions, Resource};
 use serde_json::{Value, json};
 
 use crate::load::{Target, connect};
@@ -231,42 +229,23 @@ fn kind_of(n: u64) -> Kind {
 
 /// Runs the soak.
 pub async fn soak(options: &SoakOptions) -> anyhow::Result<SoakReport> {
-    let pki = Arc::new(TestPki::new("soak-ca")?);
-    let store = Arc::new(Store::new());
+    let cluster = FakeCluster::start(3, TOKEN, |_| FakeOptions::default()).await?;
+    let store = cluster.store.clone();
     store.create(
         Resource::ConfigMaps,
         "soak",
         json!({"metadata": {"name": "fixed"}, "data": {"k": "v"}}),
     )?;
-    let mut servers = Vec::new();
-    for i in 0..3u8 {
-        servers.push(
-            FakeApiServer::start(FakeOptions {
-                ip: std::net::IpAddr::from([127, 0, 0, 1]),
-                tokens: vec![TOKEN.to_owned()],
-                pki: Some(pki.clone()),
-                store: Some(store.clone()),
-                name: format!("soak-apiserver-{i}"),
-                ..FakeOptions::default()
-            })
-            .await?,
-        );
-    }
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
-    KubeconfigBuilder::new()
-        .cluster("soak", &servers[0].url(), &servers[0].ca_pem())
-        .user_token("soak", TOKEN)
-        .context("soak", "soak", "soak")
-        .current("soak")
-        .write(&kubeconfig)?;
-    let urls: Vec<String> = servers.iter().map(FakeApiServer::url).collect();
+    cluster.write_kubeconfig("soak", &kubeconfig)?;
     let kprox = Subject::kprox_with(
         &options.kprox,
         &kubeconfig,
-        &["--server", &urls.join(",")],
+        &["--server", &cluster.server_list()],
         &Launch::default(),
     )?;
+    let servers = cluster.servers;
     let pid = kprox.pid();
     let target = Target::Plain(kprox.address);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -18,4 +18,9 @@ pub enum Behaviour {
     Status(u16),
     /// Sends response headers and half the body, then breaks the connection.
     CloseMidBody,
+    /// Shutting down as the apiserver does with `--shutdown-send-retry-after`: `/readyz` fails
+    /// and every other request gets 429 with `Retry-After: 5` and `Connection: close` (over
+    /// HTTP/2, the connection is sent GOAWAY instead, as Go's server does); requests already
+    /// in flight finish.
+    Draining,
 }

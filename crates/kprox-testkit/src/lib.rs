@@ -10,6 +10,7 @@
 mod behaviour;
 mod body;
 mod certs;
+mod cluster;
 mod discovery;
 mod exec_plugin;
 pub mod fixed;
@@ -28,6 +29,7 @@ mod watch_stream;
 
 pub use behaviour::Behaviour;
 pub use certs::{CertifiedPem, TestPki};
+pub use cluster::FakeCluster;
 pub use exec_plugin::{exec_plugin_runs, write_exec_plugin};
 pub use kubeconfig::KubeconfigBuilder;
 pub use proxies::{ProxyKind, TunnelProxy};

@@ -189,3 +189,14 @@ pub fn decode_stream(mut stream: &[u8]) -> Result<Vec<WatchFrame>, String> {
     }
     Ok(frames)
 }
+
+/// Takes the first complete frame off the front of `buffer` (a stream being read), if there
+/// is one; an error when that frame does not decode.
+pub fn take_frame(buffer: &mut Vec<u8>) -> Option<Result<WatchFrame, String>> {
+    let prefix: [u8; 4] = buffer.get(..4)?.try_into().ok()?;
+    let len = usize::try_from(u32::from_be_bytes(prefix)).ok()?;
+    let event = buffer.get(4..4 + len)?;
+    let frame = decode_event(event);
+    buffer.drain(..4 + len);
+    Some(frame)
+}

@@ -537,6 +537,32 @@ async fn handle(
             ));
         }
         Behaviour::Blackhole => std::future::pending::<()>().await,
+        Behaviour::Draining if request.uri().path() == "/readyz" => {
+            return Ok(status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "[-]shutdown failed: reason withheld\nreadyz check failed",
+            ));
+        }
+        Behaviour::Draining => {
+            let mut response = status_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "The apiserver is shutting down, please try again later.",
+            );
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            if request.version() == http::Version::HTTP_2 {
+                // Go's HTTP/2 server turns `Connection: close` into GOAWAY.
+                shared.goaway.send_modify(|n| *n += 1);
+            } else {
+                headers.insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            return Ok(response);
+        }
         _ => {}
     }
 

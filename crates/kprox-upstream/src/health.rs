@@ -3,7 +3,7 @@
 //! Selection (`balancer.rs`) only reads the resulting up/down flag, lock-free.
 //!
 //! ```text
-//!            fall consecutive failures, or one connection failure
+//!   fall consecutive failures, one connection failure, or a draining answer
 //!   Up ───────────────────────────────────────────────────────────▶ Down(ejected until T)
 //!   ▲                                                                   │
 //!   └──────── rise consecutive check successes, and now ≥ T ────────────┘
@@ -47,6 +47,9 @@ pub enum Signal {
     ServerError,
     /// A connection could not be made (refused, reset, TLS, timeout): taken out at once.
     ConnectFailed,
+    /// The apiserver said it is shutting down (429 with `Connection: close`): taken out at
+    /// once; requests in flight on it finish.
+    Draining,
 }
 
 /// The externally visible state.
@@ -157,7 +160,7 @@ impl Health {
                     self.eject(&mut m, now);
                 }
             }
-            (State::Up, Signal::ConnectFailed) => self.eject(&mut m, now),
+            (State::Up, Signal::ConnectFailed | Signal::Draining) => self.eject(&mut m, now),
             (State::Down, Signal::CheckPassed) => {
                 m.consecutive_passes += 1;
                 if m.consecutive_passes >= self.settings.rise && now >= m.ejected_until {
@@ -166,9 +169,13 @@ impl Health {
                     m.up_since = now;
                 }
             }
-            (State::Down, Signal::CheckFailed | Signal::ConnectFailed | Signal::ServerError) => {
-                m.consecutive_passes = 0
-            }
+            (
+                State::Down,
+                Signal::CheckFailed
+                | Signal::ConnectFailed
+                | Signal::ServerError
+                | Signal::Draining,
+            ) => m.consecutive_passes = 0,
             // While down, only active checks bring an endpoint back: a lucky request in panic
             // mode is not evidence enough.
             (State::Down, Signal::RequestOk) => {}

@@ -119,6 +119,19 @@ pub fn after_response(
     }
 }
 
+/// Whether an answer says its apiserver is shutting down: the 429 with `Connection: close` of
+/// `--shutdown-send-retry-after` (k/k#101257). Such a replica gets no new requests; a
+/// replayable request moves to another at once.
+pub fn is_draining(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        && headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|option| option.trim().eq_ignore_ascii_case("close"))
+}
+
 /// 25 ms doubling per attempt up to 250 ms (Envoy's defaults), with full jitter.
 pub fn backoff(attempt: usize) -> Duration {
     let ceiling = (25u64 << attempt.min(4)).min(250);

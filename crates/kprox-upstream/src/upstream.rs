@@ -552,17 +552,23 @@ impl Upstream {
                 Ok(response) => {
                     load.headers_arrived();
                     let status = response.status();
+                    let draining = retry::is_draining(status, response.headers());
                     self.record(
                         endpoint,
-                        if status.is_server_error() {
+                        if draining {
+                            Signal::Draining
+                        } else if status.is_server_error() {
                             Signal::ServerError
                         } else {
                             Signal::RequestOk
                         },
                     );
                     let may_retry = !is_last && budgeted + 1 < self.retry.max_attempts;
-                    if may_retry
-                        && let Decision::After(wait) = retry::after_response(
+                    let decision = if draining && replayable && self.budget.try_withdraw() {
+                        // Its Retry-After is about this replica; the next one can answer now.
+                        Decision::After(Duration::ZERO)
+                    } else {
+                        retry::after_response(
                             status,
                             response.headers(),
                             replayable,
@@ -570,7 +576,8 @@ impl Upstream {
                             &self.retry,
                             &self.budget,
                         )
-                    {
+                    };
+                    if may_retry && let Decision::After(wait) = decision {
                         tracing::debug!(endpoint = %endpoint.pool.endpoint().url(), %status, "retrying elsewhere");
                         drop(response);
                         budgeted += 1;
