@@ -924,9 +924,19 @@ fn get_request(url: &str) -> http::Request<Empty<Bytes>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_apiserver_gets_no_new_requests_and_finishes_its_streams() {
-    // HTTP/1.1 upstreams, where the draining answer carries `Connection: close`.
+    draining(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_apiserver_over_http2_answers_no_client_and_finishes_its_streams() {
+    draining(true).await;
+}
+
+/// An apiserver shutting down with `--shutdown-send-retry-after`: its 429 (with `Connection:
+/// close` over HTTP/1.1, a GOAWAY over HTTP/2, and `Retry-After: 5`) takes it out at once.
+async fn draining(http2: bool) {
     let trio = Trio::start(|_| FakeOptions {
-        http2: false,
+        http2,
         ..Default::default()
     })
     .await;
@@ -966,11 +976,15 @@ async fn a_draining_apiserver_gets_no_new_requests_and_finishes_its_streams() {
         "{} requests reached the draining apiserver",
         gets_after - gets_before
     );
-    assert!(
-        kprox.stderr().contains("apiserver taken out of rotation"),
-        "{}",
-        kprox.stderr()
-    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !kprox.stderr().contains("apiserver taken out of rotation") {
+        assert!(
+            Instant::now() < deadline,
+            "never taken out: {}",
+            kprox.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The stream it was already serving goes on.
     let store = trio.servers[0].store();
     let mut pod = store.get(Resource::Pods, "default", "alpha").expect("pod");

@@ -262,12 +262,15 @@ pub struct UpstreamConfig {
     pub retry_budget_percent: u32,
     /// ...but this many retries per second are always allowed. Default 10.
     pub retry_min_per_second: u32,
-    /// A `Retry-After` longer than this goes back to the client instead. Default 1 s.
+    /// A 503 whose `Retry-After` is longer than this goes back to the client instead; a 429 that
+    /// long goes to the next apiserver at once (it speaks for its replica). Default 1 s.
     pub retry_after_cap: GoDuration,
     /// Attempts per request, the first included (requests never sent do not count). Default 3.
     pub max_attempts: u32,
-    /// Resume a JSON watch on another apiserver from its last resourceVersion when its stream
-    /// breaks, within the same client response. Default true.
+    /// Resume a watch (JSON or protobuf) on another apiserver when its stream breaks, from the
+    /// last resourceVersion delivered, in the same client response; a watch broken during its
+    /// initial events gets an `ERROR` event instead (README, "Watches across a failover").
+    /// Default true.
     pub watch_resume: bool,
     /// Follow the `default/kubernetes` EndpointSlices (through kprox's own credentials) and
     /// use the apiservers they list, seeded from `servers`. Default false.

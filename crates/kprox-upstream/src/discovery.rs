@@ -3,16 +3,29 @@
 //! endpoint set when they change. The configured servers seed the set, and the set is never
 //! left empty: a slice with no ready address is ignored.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::StatusCode;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
-use crate::Upstream;
-use crate::upstream::empty_body;
+use crate::ResponseBody;
+
+/// The answer to a discovery GET: its status and body, or why there is none.
+pub(crate) type Answer =
+    Pin<Box<dyn Future<Output = Result<(StatusCode, ResponseBody), String>> + Send>>;
+
+/// What discovery needs of the upstream: the narrow seam that keeps this file free of it.
+pub(crate) trait DiscoveryTarget: Send + Sync + 'static {
+    /// `GET path` with kprox's own credentials.
+    fn get(self: Arc<Self>, path: String) -> Answer;
+    /// Replaces the set of apiservers.
+    fn set_servers(self: Arc<Self>, urls: &[String]) -> Result<(), String>;
+}
 
 const SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes";
 
@@ -90,21 +103,8 @@ fn urls(list: &SliceList) -> Vec<String> {
     urls
 }
 
-async fn get(
-    upstream: &Arc<Upstream>,
-    path: &str,
-) -> Result<(StatusCode, crate::ResponseBody), String> {
-    let mut request = Request::get(path)
-        .body(empty_body())
-        .map_err(|e| e.to_string())?;
-    (upstream.authorize)(request.headers_mut());
-    let response = upstream.send(request).await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    Ok((status, response.into_body()))
-}
-
-async fn list(upstream: &Arc<Upstream>) -> Result<SliceList, String> {
-    let (status, body) = get(upstream, SLICES).await?;
+async fn list<T: DiscoveryTarget>(upstream: &Arc<T>) -> Result<SliceList, String> {
+    let (status, body) = upstream.clone().get(SLICES.to_owned()).await?;
     let bytes: Bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     if !status.is_success() {
         return Err(format!(
@@ -115,7 +115,7 @@ async fn list(upstream: &Arc<Upstream>) -> Result<SliceList, String> {
 }
 
 /// Lists and watches the slices until the upstream is dropped.
-pub(crate) async fn follow(upstream: Weak<Upstream>) {
+pub(crate) async fn follow<T: DiscoveryTarget>(upstream: Weak<T>) {
     let mut failures = 0u32;
     loop {
         let Some(strong) = upstream.upgrade() else {
@@ -130,7 +130,7 @@ pub(crate) async fn follow(upstream: Weak<Upstream>) {
                     tracing::warn!(
                         "the kubernetes EndpointSlices list no ready apiserver; keeping the current set"
                     );
-                } else if let Err(error) = strong.set_servers(&found) {
+                } else if let Err(error) = strong.clone().set_servers(&found) {
                     tracing::warn!(%error, "cannot use the discovered apiservers");
                 }
                 list.metadata.resource_version
@@ -148,7 +148,7 @@ pub(crate) async fn follow(upstream: Weak<Upstream>) {
         // Watch from the list; any change means: list again.
         let path =
             format!("{SLICES}&watch=1&allowWatchBookmarks=true&resourceVersion={resource_version}");
-        if let Ok((status, mut body)) = get(&strong, &path).await
+        if let Ok((status, mut body)) = strong.clone().get(path).await
             && status.is_success()
         {
             drop(strong);

@@ -108,7 +108,16 @@ pub fn after_response(
         return Decision::Stop;
     }
     let wait = match retry_after(headers) {
-        Some(wait) if wait > settings.retry_after_cap => return Decision::Stop,
+        // A 429 with a long Retry-After is this replica's (a shutting-down apiserver asks
+        // for 5 s, and over HTTP/2 its `Connection: close` is not seen): the next replica can
+        // answer now. A 503 that long means the API behind it is down: not retried.
+        Some(wait) if wait > settings.retry_after_cap => {
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                Duration::ZERO
+            } else {
+                return Decision::Stop;
+            }
+        }
         Some(wait) => wait,
         None => backoff(attempt),
     };
@@ -119,17 +128,20 @@ pub fn after_response(
     }
 }
 
-/// Whether an answer says its apiserver is shutting down: the 429 with `Connection: close` of
-/// `--shutdown-send-retry-after` (k/k#101257). Such a replica gets no new requests; a
-/// replayable request moves to another at once.
-pub fn is_draining(status: StatusCode, headers: &HeaderMap) -> bool {
+/// Whether an answer says its apiserver is shutting down: the 429 of
+/// `--shutdown-send-retry-after` (k/k#101257), which carries `Connection: close` over HTTP/1.1
+/// (over HTTP/2 that becomes a GOAWAY, not seen here) and a `Retry-After` of 5 s — longer than
+/// `retry_after_cap`, where priority-and-fairness rejections ask for 1 s. Such a replica gets
+/// no new requests; a replayable request moves to another at once.
+pub fn is_draining(status: StatusCode, headers: &HeaderMap, settings: &RetrySettings) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS
-        && headers
+        && (headers
             .get_all(http::header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|option| option.trim().eq_ignore_ascii_case("close"))
+            || retry_after(headers).is_some_and(|wait| wait > settings.retry_after_cap))
 }
 
 /// 25 ms doubling per attempt up to 250 ms (Envoy's defaults), with full jitter.
@@ -272,7 +284,7 @@ mod tests {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
         assert_eq!(
             after_response(
-                StatusCode::TOO_MANY_REQUESTS,
+                StatusCode::SERVICE_UNAVAILABLE,
                 &headers,
                 true,
                 1,
@@ -280,6 +292,18 @@ mod tests {
                 &budget
             ),
             Decision::Stop
+        );
+        // A 429 beyond the cap speaks for its replica only: the next one is tried at once.
+        assert_eq!(
+            after_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &headers,
+                true,
+                1,
+                &s,
+                &budget
+            ),
+            Decision::After(Duration::ZERO)
         );
         assert_eq!(
             after_response(
@@ -413,7 +437,8 @@ mod tests {
                 let budget = RetryBudget::new(&settings());
                 let decision = after_response(status, &headers, replayable, 1, &settings(), &budget);
                 let unavailable = matches!(status.as_u16(), 503 | 429);
-                let within_cap = retry_after.is_none_or(|s| Duration::from_secs(s) <= settings().retry_after_cap);
+                let within_cap = status.as_u16() == 429
+                    || retry_after.is_none_or(|s| Duration::from_secs(s) <= settings().retry_after_cap);
                 match decision {
                     Decision::After(wait) => {
                         prop_assert!(replayable && unavailable && within_cap);

@@ -552,7 +552,7 @@ impl Upstream {
                 Ok(response) => {
                     load.headers_arrived();
                     let status = response.status();
-                    let draining = retry::is_draining(status, response.headers());
+                    let draining = retry::is_draining(status, response.headers(), &self.retry);
                     self.record(
                         endpoint,
                         if draining {
@@ -865,6 +865,25 @@ enum Hedge {
     Original(Attempt),
     /// The request sent again elsewhere answered first.
     Elsewhere(Result<Response<PooledBody>, UpstreamError>),
+}
+
+impl crate::discovery::DiscoveryTarget for Upstream {
+    fn get(self: Arc<Self>, path: String) -> crate::discovery::Answer {
+        Box::pin(async move {
+            let mut request = Request::get(path)
+                .body(empty_body())
+                .map_err(|e| e.to_string())?;
+            (self.authorize)(request.headers_mut());
+            let response = self.send(request).await.map_err(|e| e.to_string())?;
+            Ok((response.status(), response.into_body()))
+        })
+    }
+
+    fn set_servers(self: Arc<Self>, urls: &[String]) -> Result<(), String> {
+        Upstream::set_servers(&self, urls)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 impl Resend for Upstream {
