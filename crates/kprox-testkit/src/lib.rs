@@ -36,4 +36,4 @@ pub use proxies::{ProxyKind, TunnelProxy};
 pub use raw_apiserver::RawApiServer;
 pub use routes::digest;
 pub use server::{FakeApiServer, FakeOptions, LoggedRequest};
-pub use store::{Resource, Store, StoreError};
+pub use store::{HISTORY_LIMIT, Resource, Store, StoreError};

@@ -104,6 +104,9 @@ impl Default for Store {
     }
 }
 
+/// Events the store remembers for watches that start from a past version.
+pub const HISTORY_LIMIT: usize = 10_000;
+
 /// A fixed timestamp keeps output reproducible; kubectl shows ages relative to it.
 const CREATED: &str = "2026-01-01T00:00:00Z";
 
@@ -332,6 +335,14 @@ impl Store {
             object,
         };
         state.history.push(event.clone());
+        // A bounded history, as the watch cache keeps about 75 s of it: a watch from a version
+        // older than what is kept gets 410 Gone.
+        if state.history.len() > HISTORY_LIMIT {
+            let dropped: Vec<Event> = state.history.drain(..HISTORY_LIMIT / 10).collect();
+            if let Some(last) = dropped.last() {
+                state.compacted_to = state.compacted_to.max(last.resource_version);
+            }
+        }
         // No receiver is not an error: nobody is watching.
         let _ = self.events.send(event);
     }

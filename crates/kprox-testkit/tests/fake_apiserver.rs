@@ -166,3 +166,122 @@ async fn a_watch_from_a_compacted_version_gets_410_gone() {
         "{body}"
     );
 }
+
+/// The events of a finished JSON watch stream: (type, name, resourceVersion).
+fn watch_events(body: &str) -> Vec<(String, String, u64)> {
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).expect("an event per line");
+            let meta = &event["object"]["metadata"];
+            (
+                event["type"].as_str().unwrap_or_default().to_owned(),
+                meta["name"].as_str().unwrap_or_default().to_owned(),
+                meta["resourceVersion"]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .or_else(|| event["object"]["code"].as_u64())
+                    .unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+async fn curl_get(server: &FakeApiServer, path: &str) -> (u16, String) {
+    let curl = Curl::for_server(server);
+    let url = format!("{}{path}", server.url());
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    tokio::task::spawn_blocking(move || curl.get(&url, &[&auth]))
+        .await
+        .expect("curl")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watches_behave_like_the_watch_cache() {
+    let server = server().await;
+    // Created in reverse key order: the initial events (key order) are not in version order.
+    for name in ["c", "b", "a"] {
+        server.store().add_pod("default", name).expect("pod");
+    }
+    let pods = "/api/v1/namespaces/default/pods";
+    let (code, body) = curl_get(&server, &format!("{pods}?watch=True&timeoutSeconds=1")).await;
+    assert_eq!(code, 200);
+    let initial = watch_events(&body);
+    let names: Vec<&str> = initial.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(
+        initial[0].2 > initial[2].2,
+        "versions follow creation, not key order"
+    );
+
+    // WatchList: validated as the apiserver does, and ended by its bookmark.
+    let (code, body) = curl_get(&server, &format!("{pods}?watch=1&sendInitialEvents=true")).await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("allowWatchBookmarks"), "{body}");
+    let (code, body) = curl_get(
+        &server,
+        &format!("{pods}?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let events = watch_events(&body);
+    assert_eq!(events.len(), 4, "{body}");
+    assert_eq!(events[3].0, "BOOKMARK");
+    assert_eq!(events[3].2, server.store().resource_version());
+    assert!(
+        body.contains("\"k8s.io/initial-events-end\":\"true\""),
+        "{body}"
+    );
+
+    // The legacy watch path, from a version: only what came after.
+    let rv = server.store().resource_version();
+    server.store().add_pod("default", "d").expect("pod");
+    let (code, body) = curl_get(
+        &server,
+        &format!("/api/v1/watch/namespaces/default/pods?resourceVersion={rv}&timeoutSeconds=1"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let events = watch_events(&body);
+    assert_eq!(events.len(), 1, "{body}");
+    assert_eq!((events[0].0.as_str(), events[0].1.as_str()), ("ADDED", "d"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_version_is_gone_once_the_history_moves_on_and_a_lagging_replica_answers_504() {
+    let server = server().await;
+    let first = server.store().resource_version();
+    for n in 0..=kprox_testkit::HISTORY_LIMIT {
+        server
+            .store()
+            .add_pod("default", &format!("p{n}"))
+            .expect("pod");
+    }
+    let (code, body) = curl_get(
+        &server,
+        &format!(
+            "/api/v1/namespaces/default/pods?watch=1&resourceVersion={first}&timeoutSeconds=1"
+        ),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let events = watch_events(&body);
+    assert_eq!(events.len(), 1, "{body}");
+    assert_eq!((events[0].0.as_str(), events[0].2), ("ERROR", 410));
+
+    server.lag_behind(true);
+    server.store().add_pod("default", "newer").expect("pod");
+    let newer = server.store().resource_version();
+    let started = Instant::now();
+    let (code, body) = curl_get(
+        &server,
+        &format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={newer}"),
+    )
+    .await;
+    assert_eq!(code, 504, "{body}");
+    assert!(body.contains("ResourceVersionTooLarge"), "{body}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "the replica did not wait for its cache"
+    );
+}
