@@ -14,56 +14,82 @@
 //!
 //! Not for: parsing events (see `watch_event.rs`) or resuming (`watch.rs`).
 
+use std::borrow::Cow;
+
 use http::{Method, Uri};
 
 /// Subresources of a namespace: `/api/v1/namespaces/NAME/status` names the namespace.
 const NAMESPACE_SUBRESOURCES: [&str; 2] = ["status", "finalize"];
 
 /// Whether `method` and `uri` (origin form) make a watch request, as the apiserver decides.
+/// Runs on every request: it allocates only for percent-escaped segments.
 pub fn is_watch(method: &Method, uri: &Uri) -> bool {
     if method != Method::GET {
         return false;
     }
-    let Some(parts) = resource_parts(uri.path()) else {
+    let Some(parts) = ResourceParts::of(uri.path()) else {
         return false;
     };
-    if parts.first().is_some_and(|p| p == "watch") {
+    if parts.first.as_deref() == Some("watch") {
         return true;
     }
-    names_a_collection(&parts) && flag(uri.query(), "watch")
+    parts.names_a_collection() && flag(uri.query(), "watch")
 }
 
-/// The path's segments after `/api/VERSION` or `/apis/GROUP/VERSION`, percent-decoded, or
-/// `None` for any other path (discovery, `/version`, `/healthz`, ...).
-fn resource_parts(path: &str) -> Option<Vec<String>> {
-    let mut segments = path.split('/').filter(|s| !s.is_empty()).map(decode);
-    let skip = match segments.next()?.as_str() {
-        "api" => 1,
-        "apis" => 2,
-        _ => return None,
-    };
-    let rest: Vec<String> = segments.collect();
-    (rest.len() > skip).then(|| rest[skip..].to_vec())
+/// The first segments of a path after `/api/VERSION` or `/apis/GROUP/VERSION`, decoded, and
+/// how many there are.
+struct ResourceParts<'a> {
+    first: Option<Cow<'a, str>>,
+    third: Option<Cow<'a, str>>,
+    count: usize,
 }
 
-/// Whether resource parts (after the API version) name a collection rather than one object.
-fn names_a_collection(parts: &[String]) -> bool {
-    let parts = match parts {
-        // `/namespaces/NS/RESOURCE...` is RESOURCE in namespace NS; `/namespaces/NAME` and
-        // `/namespaces/NAME/status` are the namespace NAME.
-        [first, _, third, ..]
-            if first == "namespaces" && !NAMESPACE_SUBRESOURCES.contains(&third.as_str()) =>
-        {
-            &parts[2..]
+impl<'a> ResourceParts<'a> {
+    /// `None` for any path outside the resource APIs (discovery, `/version`, `/healthz`, ...).
+    fn of(path: &'a str) -> Option<Self> {
+        let mut segments = path.split('/').filter(|s| !s.is_empty()).map(decode);
+        let skip = match segments.next()?.as_ref() {
+            "api" => 1,
+            "apis" => 2,
+            _ => return None,
+        };
+        for _ in 0..skip {
+            segments.next()?;
         }
-        _ => parts,
-    };
-    parts.len() == 1
+        let first = segments.next();
+        let second = segments.next();
+        let third = segments.next();
+        let count = usize::from(first.is_some())
+            + usize::from(second.is_some())
+            + usize::from(third.is_some())
+            + segments.count();
+        (count > 0).then_some(Self {
+            first,
+            third,
+            count,
+        })
+    }
+
+    /// Whether the parts name a collection rather than one object: `RESOURCE`, or
+    /// `namespaces/NS/RESOURCE` (`namespaces/NAME` and `namespaces/NAME/status` are the
+    /// namespace NAME).
+    fn names_a_collection(&self) -> bool {
+        let namespaced = self.first.as_deref() == Some("namespaces")
+            && self
+                .third
+                .as_deref()
+                .is_some_and(|third| !NAMESPACE_SUBRESOURCES.contains(&third));
+        if namespaced {
+            self.count == 3
+        } else {
+            self.count == 1
+        }
+    }
 }
 
 /// The first value of query parameter `key`, decoded, if the parameter is present (`key`
 /// alone has the value `""`).
-pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+pub fn query_value<'a>(query: Option<&'a str>, key: &str) -> Option<Cow<'a, str>> {
     query?.split('&').find_map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         (decode_query(name) == key).then(|| decode_query(value))
@@ -88,7 +114,9 @@ pub struct WatchAsk {
 impl WatchAsk {
     pub fn of(uri: &Uri) -> Self {
         Self {
-            resource_version: query_value(uri.query(), "resourceVersion").filter(|v| !v.is_empty()),
+            resource_version: query_value(uri.query(), "resourceVersion")
+                .filter(|v| !v.is_empty())
+                .map(Cow::into_owned),
             send_initial_events: flag(uri.query(), "sendInitialEvents"),
         }
     }
@@ -108,9 +136,6 @@ fn hex(byte: u8) -> Option<u8> {
 
 /// Percent-decoding; `plus_is_space` for query strings (Go's `url.ParseQuery`).
 fn decode_with(text: &str, plus_is_space: bool) -> String {
-    if !(text.contains('%') || plus_is_space && text.contains('+')) {
-        return text.to_owned();
-    }
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -135,12 +160,20 @@ fn decode_with(text: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn decode(segment: &str) -> String {
-    decode_with(segment, false)
+fn decode(segment: &str) -> Cow<'_, str> {
+    if segment.contains('%') {
+        Cow::Owned(decode_with(segment, false))
+    } else {
+        Cow::Borrowed(segment)
+    }
 }
 
-fn decode_query(text: &str) -> String {
-    decode_with(text, true)
+fn decode_query(text: &str) -> Cow<'_, str> {
+    if text.contains(['%', '+']) {
+        Cow::Owned(decode_with(text, true))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 #[cfg(test)]
