@@ -180,6 +180,9 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
                     }),
                     query: query.clone(),
                     as_table: table::wants_table(&accept),
+                    // Watch streams only: lists and objects stay JSON (a valid answer to
+                    // `protobuf, json`), because a real client reads fields of them (kubectl
+                    // port-forward the pod's phase) that the fake's protobuf would leave out.
                     protobuf: accept.split(',').next().is_some_and(|first| {
                         first.trim().starts_with(crate::protobuf::CONTENT_TYPE)
                     }),
