@@ -282,7 +282,7 @@ async fn reflector(
             continue;
         };
         if start_over && kind.mode == Mode::ListWatch {
-            match list(&mut sender).await {
+            match list(&mut sender, kind.encoding).await {
                 Some((objects, list_version)) => {
                     *cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache { objects };
                     version = Some(list_version);
@@ -324,12 +324,18 @@ async fn reflector(
     }
 }
 
+/// LIST, in the client's encoding: object name → version, and the list's version.
 async fn list(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    encoding: Encoding,
 ) -> Option<(HashMap<String, u64>, u64)> {
+    let accept = match encoding {
+        Encoding::Json => "application/json",
+        Encoding::Protobuf => "application/vnd.kubernetes.protobuf, application/json",
+    };
     let request = Request::get(format!("/api/v1/namespaces/{NAMESPACE}/configmaps"))
         .header(header::HOST, "localhost")
-        .header(header::ACCEPT, "application/json")
+        .header(header::ACCEPT, accept)
         .body(Full::new(Bytes::new()))
         .ok()?;
     let response = sender.send_request(request).await.ok()?;
@@ -337,6 +343,20 @@ async fn list(
         return None;
     }
     let body = response.into_body().collect().await.ok()?.to_bytes();
+    if encoding == Encoding::Protobuf {
+        let list = protobuf_watch::decode_list_body(&body).ok()?;
+        let objects = list
+            .items
+            .iter()
+            .filter_map(|meta| {
+                Some((
+                    meta.get("name")?.as_str()?.to_owned(),
+                    meta.get("resourceVersion")?.as_str()?.parse().ok()?,
+                ))
+            })
+            .collect();
+        return Some((objects, list.resource_version.parse().ok()?));
+    }
     let list: Value = serde_json::from_slice(&body).ok()?;
     let version = list["metadata"]["resourceVersion"].as_str()?.parse().ok()?;
     let objects = list["items"]

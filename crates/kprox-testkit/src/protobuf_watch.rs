@@ -1,12 +1,16 @@
-//! Protobuf watch streams, as the apiserver sends them to kubelets and controllers that ask
-//! for `application/vnd.kubernetes.protobuf`: each event a 4-byte big-endian length and a
-//! `meta.v1.WatchEvent` {1: type, 2: RawExtension {1: raw}}, `raw` the `k8s\0` envelope around
-//! a `runtime.Unknown` {1: TypeMeta {1: apiVersion, 2: kind}, 2: the object}.
+//! The fake's protobuf answers, for clients whose `Accept` puts
+//! `application/vnd.kubernetes.protobuf` first (kubelets, controllers): watch streams, and
+//! ConfigMap objects and lists. An object or a list is the envelope: the 4 bytes `k8s\0`, then
+//! a `runtime.Unknown` {1: TypeMeta {1: apiVersion, 2: kind}, 2: the message}; a list message
+//! is {1: ListMeta {2: resourceVersion}, 2: items}. A watch stream is a sequence of frames, each
+//! a 4-byte big-endian length and a `meta.v1.WatchEvent` {1: type, 2: RawExtension {1: the
+//! envelope of the object}}.
 //!
-//! The fake encodes only what it stores of an object's metadata (name 1, namespace 3, uid 5,
-//! resourceVersion 6, labels 11, annotations 12) and, for a `Status`, its status (2), message
-//! (3), reason (4) and code (6); spec and status of other objects are left out. Enough for
-//! anything that follows versions and bookmarks; not a full Pod codec.
+//! A ConfigMap is encoded whole (metadata: name 1, namespace 3, uid 5, resourceVersion 6,
+//! creationTimestamp 8, labels 11, annotations 12; data 2). Of other objects only that metadata
+//! is encoded, enough for anything that follows versions and bookmarks — so their lists and
+//! objects are answered in JSON instead, which real clients accept too: kubectl port-forward,
+//! for one, reads a pod's phase from the object it gets.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -41,6 +45,47 @@ fn string_map(out: &mut Vec<u8>, tag: u64, map: &Value) {
     }
 }
 
+/// Seconds since the epoch of an RFC 3339 UTC time (`2026-01-01T00:00:00Z`).
+fn rfc3339_seconds(text: &str) -> Option<i64> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// `ObjectMeta`: the fields the fake keeps.
+fn encode_metadata(meta: &Value) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    for (tag, key) in [
+        (1, "name"),
+        (3, "namespace"),
+        (5, "uid"),
+        (6, "resourceVersion"),
+    ] {
+        if let Some(text) = meta[key].as_str() {
+            bytes_field(&mut encoded, tag, text.as_bytes());
+        }
+    }
+    if let Some(seconds) = meta["creationTimestamp"].as_str().and_then(rfc3339_seconds) {
+        let mut time = Vec::new();
+        varint(&mut time, 1 << 3);
+        varint(&mut time, u64::try_from(seconds).unwrap_or(0));
+        bytes_field(&mut encoded, 8, &time);
+    }
+    string_map(&mut encoded, 11, &meta["labels"]);
+    string_map(&mut encoded, 12, &meta["annotations"]);
+    encoded
+}
+
 fn encode_object(object: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     if object["kind"] == "Status" {
@@ -55,42 +100,123 @@ fn encode_object(object: &Value) -> Vec<u8> {
         varint(&mut out, object["code"].as_u64().unwrap_or(0));
         return out;
     }
-    let meta = &object["metadata"];
-    let mut encoded = Vec::new();
-    for (tag, key) in [
-        (1, "name"),
-        (3, "namespace"),
-        (5, "uid"),
-        (6, "resourceVersion"),
-    ] {
-        if let Some(text) = meta[key].as_str() {
-            bytes_field(&mut encoded, tag, text.as_bytes());
+    bytes_field(&mut out, 1, &encode_metadata(&object["metadata"]));
+    if object["kind"] == "ConfigMap" {
+        string_map(&mut out, 2, &object["data"]);
+    }
+    out
+}
+
+/// The media type of protobuf objects and lists.
+pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
+
+/// Whether objects of `kind` are encoded whole, so that their lists and objects may be
+/// answered in protobuf.
+pub fn encodes_whole(kind: &str) -> bool {
+    kind == "ConfigMap"
+}
+
+/// `k8s\0` and a `runtime.Unknown` around `message`.
+fn envelope(api_version: &str, kind: &str, message: &[u8]) -> Vec<u8> {
+    let mut type_meta = Vec::new();
+    bytes_field(&mut type_meta, 1, api_version.as_bytes());
+    bytes_field(&mut type_meta, 2, kind.as_bytes());
+    let mut unknown = Vec::new();
+    bytes_field(&mut unknown, 1, &type_meta);
+    bytes_field(&mut unknown, 2, message);
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&unknown);
+    out
+}
+
+fn object_envelope(object: &Value) -> Vec<u8> {
+    envelope(
+        object["apiVersion"].as_str().unwrap_or("v1"),
+        object["kind"].as_str().unwrap_or_default(),
+        &encode_object(object),
+    )
+}
+
+/// One object, as a protobuf response body.
+pub fn encode_object_body(object: &Value) -> Bytes {
+    object_envelope(object).into()
+}
+
+/// A list (`kind` such as `ConfigMapList`) of `items` at `resource_version`, as a body.
+pub fn encode_list_body(
+    api_version: &str,
+    kind: &str,
+    items: &[Value],
+    resource_version: u64,
+) -> Bytes {
+    let mut list_meta = Vec::new();
+    bytes_field(&mut list_meta, 2, resource_version.to_string().as_bytes());
+    let mut list = Vec::new();
+    bytes_field(&mut list, 1, &list_meta);
+    for item in items {
+        bytes_field(&mut list, 2, &encode_object(item));
+    }
+    envelope(api_version, kind, &list).into()
+}
+
+/// A decoded protobuf list (for clients in tests and benchmarks).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListBody {
+    pub kind: String,
+    pub resource_version: String,
+    /// Each item's metadata as JSON.
+    pub items: Vec<Map<String, Value>>,
+}
+
+/// Reads a protobuf list body.
+pub fn decode_list_body(body: &[u8]) -> Result<ListBody, String> {
+    let unknown = body
+        .strip_prefix(MAGIC)
+        .ok_or("missing the k8s protobuf magic")?;
+    let (mut kind, mut message) = (String::new(), &[][..]);
+    for field in Fields::new(unknown) {
+        match field? {
+            (1, Wire::Bytes(type_meta)) => {
+                for f in Fields::new(type_meta) {
+                    if let (2, Wire::Bytes(v)) = f? {
+                        kind = utf8(v)?;
+                    }
+                }
+            }
+            (2, Wire::Bytes(v)) => message = v,
+            _ => {}
         }
     }
-    string_map(&mut encoded, 11, &meta["labels"]);
-    string_map(&mut encoded, 12, &meta["annotations"]);
-    bytes_field(&mut out, 1, &encoded);
-    out
+    let mut list = ListBody {
+        kind,
+        resource_version: String::new(),
+        items: Vec::new(),
+    };
+    for field in Fields::new(message) {
+        match field? {
+            (1, Wire::Bytes(meta)) => {
+                for f in Fields::new(meta) {
+                    if let (2, Wire::Bytes(v)) = f? {
+                        list.resource_version = utf8(v)?;
+                    }
+                }
+            }
+            (2, Wire::Bytes(item)) => {
+                for f in Fields::new(item) {
+                    if let (1, Wire::Bytes(meta)) = f? {
+                        list.items.push(object_meta(meta)?);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(list)
 }
 
 /// One watch event as a length-prefixed frame.
 pub fn encode_event(kind: &str, object: &Value) -> Bytes {
-    let mut type_meta = Vec::new();
-    bytes_field(
-        &mut type_meta,
-        1,
-        object["apiVersion"].as_str().unwrap_or("v1").as_bytes(),
-    );
-    bytes_field(
-        &mut type_meta,
-        2,
-        object["kind"].as_str().unwrap_or_default().as_bytes(),
-    );
-    let mut unknown = Vec::new();
-    bytes_field(&mut unknown, 1, &type_meta);
-    bytes_field(&mut unknown, 2, &encode_object(object));
-    let mut envelope = MAGIC.to_vec();
-    envelope.extend_from_slice(&unknown);
+    let envelope = object_envelope(object);
     let mut raw_extension = Vec::new();
     bytes_field(&mut raw_extension, 1, &envelope);
     let mut event = Vec::new();

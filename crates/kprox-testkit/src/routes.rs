@@ -180,12 +180,7 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
                     }),
                     query: query.clone(),
                     as_table: table::wants_table(&accept),
-                    // Watch streams only: lists and objects stay JSON (a valid answer to
-                    // `protobuf, json`), because a real client reads fields of them (kubectl
-                    // port-forward the pod's phase) that the fake's protobuf would leave out.
-                    protobuf: accept.split(',').next().is_some_and(|first| {
-                        first.trim().starts_with(crate::protobuf::CONTENT_TYPE)
-                    }),
+                    protobuf: wants_protobuf(&accept),
                 },
             )
             .await;
@@ -194,6 +189,14 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
             let (items, rv) = ctx.store.list(target.resource, &target.namespace);
             let selector = LabelSelector::from_query(&query);
             let items: Vec<Value> = items.into_iter().filter(|o| selector.matches(o)).collect();
+            if whole_protobuf(&accept, target.resource) && !ctx.cut_bodies {
+                return protobuf_response(crate::protobuf_watch::encode_list_body(
+                    target.resource.api_version(),
+                    &format!("{}List", target.resource.kind()),
+                    &items,
+                    rv,
+                ));
+            }
             let value = if table::wants_table(&accept) {
                 table::table(target.resource, &items, rv)
             } else {
@@ -236,6 +239,9 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
             {
                 let rv = ctx.store.resource_version();
                 return json_response(status, &table::table(target.resource, &[object], rv));
+            }
+            if whole_protobuf(&accept, target.resource) && parts.method == Method::GET {
+                return protobuf_response(crate::protobuf_watch::encode_object_body(&object));
             }
             json_response(status, &object)
         }
@@ -383,6 +389,30 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 }
 
 /// A list, sent in one piece or (cut) as half a body followed by a broken connection.
+/// Whether the client's `Accept` puts protobuf first (kubelets and controllers do; the
+/// apiserver answers in the first type it can).
+fn wants_protobuf(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.trim().starts_with(crate::protobuf::CONTENT_TYPE))
+}
+
+/// Whether to answer a list or an object of `resource` in protobuf: asked for first, and a kind
+/// the fake encodes whole (others are answered in JSON, see `protobuf_watch.rs`).
+fn whole_protobuf(accept: &str, resource: Resource) -> bool {
+    wants_protobuf(accept) && crate::protobuf_watch::encodes_whole(resource.kind())
+}
+
+fn protobuf_response(body: Bytes) -> Response<Body> {
+    let mut response = Response::new(crate::body::full(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(crate::protobuf_watch::CONTENT_TYPE),
+    );
+    response
+}
+
 fn list_response(value: Value, cut: bool) -> Response<Body> {
     if !cut {
         return json_response(StatusCode::OK, &value);

@@ -285,3 +285,64 @@ async fn an_old_version_is_gone_once_the_history_moves_on_and_a_lagging_replica_
         "the replica did not wait for its cache"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configmaps_come_in_protobuf_when_asked_for_first_and_pods_stay_json() {
+    let server = server().await;
+    server.store().add_pod("default", "alpha").expect("pod");
+    server
+        .store()
+        .create(
+            kprox_testkit::Resource::ConfigMaps,
+            "default",
+            serde_json::json!({"metadata": {"name": "settings", "labels": {"a": "b"}}, "data": {"k": "v"}}),
+        )
+        .expect("configmap");
+    let ca = tempfile::NamedTempFile::new().expect("temp");
+    std::fs::write(ca.path(), server.ca_pem()).expect("ca");
+    let fetch = |path: &str| {
+        let headers = tempfile::NamedTempFile::new().expect("temp");
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(ca.path())
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {TOKEN}"),
+                "-H",
+                "Accept: application/vnd.kubernetes.protobuf, application/json",
+                "-D",
+            ])
+            .arg(headers.path())
+            .arg(format!("{}{path}", server.url()))
+            .output()
+            .unwrap_or_else(|e| panic!("curl is required: {e}"));
+        let head = std::fs::read_to_string(headers.path())
+            .expect("headers")
+            .to_ascii_lowercase();
+        (output.stdout, head)
+    };
+    let (body, head) = fetch("/api/v1/namespaces/default/configmaps");
+    assert!(
+        head.contains("content-type: application/vnd.kubernetes.protobuf"),
+        "{head}"
+    );
+    let list = kprox_testkit::protobuf_watch::decode_list_body(&body).expect("a protobuf list");
+    assert_eq!(list.kind, "ConfigMapList");
+    assert_eq!(
+        list.resource_version,
+        server.store().resource_version().to_string()
+    );
+    assert_eq!(list.items.len(), 1);
+    assert_eq!(list.items[0]["name"], "settings");
+    assert_eq!(list.items[0]["labels"]["a"], "b");
+    let (body, head) = fetch("/api/v1/namespaces/default/configmaps/settings");
+    assert!(
+        head.contains("content-type: application/vnd.kubernetes.protobuf"),
+        "{head}"
+    );
+    assert!(body.starts_with(b"k8s\0"), "not an envelope");
+    // Pods, which the fake does not encode whole, stay JSON.
+    let (body, head) = fetch("/api/v1/namespaces/default/pods/alpha");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("\"phase\":\"Running\""));
+}

@@ -8,9 +8,10 @@
 //! the HTTP/2 connection read the server's SETTINGS.
 //!
 //! So the driver of each connection sits behind a mutex that its task holds only while
-//! polling, and [`StreamLimit::streams`] asks the connection itself (`try_lock`: it never
-//! waits; when the driver is being polled at that instant, the value cached at its last poll
-//! is used). Until the server's SETTINGS have been read, a connection takes one stream;
+//! polling, and while the limit is unknown [`StreamLimit::streams`] asks the connection itself
+//! (`try_lock`: it never waits; when the driver is being polled at that instant, the value
+//! cached at its last poll is used). Until the server's SETTINGS have been read, a connection
+//! takes one stream;
 //! [`StreamLimit::wait_known`] lets other requests wait briefly for the real limit rather than
 //! open a connection each.
 
@@ -56,13 +57,21 @@ impl std::fmt::Debug for StreamLimit {
 }
 
 impl StreamLimit {
+    /// The limit: the connection is asked only while the cached value is unknown — asking
+    /// takes the HTTP/2 connection's own lock, which its task holds for every frame, and a
+    /// request that waits for it costs a thread wake-up (twice the CPU per request at one
+    /// connection, benches/run). Once known, the driver refreshes the cache at each poll.
     fn current(&self) -> usize {
+        let cached = self.cached.load(Ordering::Relaxed);
+        if cached != NOT_YET_KNOWN {
+            return cached;
+        }
         match (self.live)() {
             Some(limit) => {
                 self.cached.store(limit, Ordering::Relaxed);
                 limit
             }
-            None => self.cached.load(Ordering::Relaxed),
+            None => cached,
         }
     }
 
