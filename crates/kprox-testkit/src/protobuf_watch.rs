@@ -6,11 +6,13 @@
 //! a 4-byte big-endian length and a `meta.v1.WatchEvent` {1: type, 2: RawExtension {1: the
 //! envelope of the object}}.
 //!
-//! A ConfigMap is encoded whole (metadata: name 1, namespace 3, uid 5, resourceVersion 6,
-//! creationTimestamp 8, labels 11, annotations 12; data 2). Of other objects only that metadata
-//! is encoded, enough for anything that follows versions and bookmarks — so their lists and
-//! objects are answered in JSON instead, which real clients accept too: kubectl port-forward,
-//! for one, reads a pod's phase from the object it gets.
+//! ConfigMaps, Pods and Namespaces are encoded whole, as far as the fake keeps them (metadata:
+//! name 1, namespace 3, uid 5, resourceVersion 6, creationTimestamp 8, labels 11, annotations
+//! 12; a ConfigMap's data; a Pod's containers, node, phase, IP and container statuses; a
+//! Namespace's phase) — kubectl exec, attach, logs and port-forward read the Pod they ask for
+//! in protobuf. Of other kinds (EndpointSlices) only the metadata is encoded, enough for a
+//! watch that follows versions, so their lists and objects are answered in JSON, which real
+//! clients accept as well.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -75,12 +77,7 @@ fn encode_metadata(meta: &Value) -> Vec<u8> {
             bytes_field(&mut encoded, tag, text.as_bytes());
         }
     }
-    if let Some(seconds) = meta["creationTimestamp"].as_str().and_then(rfc3339_seconds) {
-        let mut time = Vec::new();
-        varint(&mut time, 1 << 3);
-        varint(&mut time, u64::try_from(seconds).unwrap_or(0));
-        bytes_field(&mut encoded, 8, &time);
-    }
+    time_field(&mut encoded, 8, &meta["creationTimestamp"]);
     string_map(&mut encoded, 11, &meta["labels"]);
     string_map(&mut encoded, 12, &meta["annotations"]);
     encoded
@@ -101,8 +98,94 @@ fn encode_object(object: &Value) -> Vec<u8> {
         return out;
     }
     bytes_field(&mut out, 1, &encode_metadata(&object["metadata"]));
-    if object["kind"] == "ConfigMap" {
-        string_map(&mut out, 2, &object["data"]);
+    match object["kind"].as_str() {
+        Some("ConfigMap") => string_map(&mut out, 2, &object["data"]),
+        Some("Pod") => {
+            bytes_field(&mut out, 2, &encode_pod_spec(&object["spec"]));
+            bytes_field(&mut out, 3, &encode_pod_status(&object["status"]));
+        }
+        Some("Namespace") => {
+            let mut status = Vec::new();
+            string_field(&mut status, 1, &object["status"]["phase"]);
+            bytes_field(&mut out, 2, &[]);
+            bytes_field(&mut out, 3, &status);
+        }
+        _ => {}
+    }
+    out
+}
+
+/// A string field, when the JSON value is a string.
+fn string_field(out: &mut Vec<u8>, tag: u64, value: &Value) {
+    if let Some(text) = value.as_str() {
+        bytes_field(out, tag, text.as_bytes());
+    }
+}
+
+fn bool_field(out: &mut Vec<u8>, tag: u64, value: &Value) {
+    if let Some(flag) = value.as_bool() {
+        varint(out, tag << 3);
+        varint(out, u64::from(flag));
+    }
+}
+
+fn int_field(out: &mut Vec<u8>, tag: u64, value: &Value) {
+    if let Some(n) = value.as_u64() {
+        varint(out, tag << 3);
+        varint(out, n);
+    }
+}
+
+/// `meta.v1.Time` {1: seconds}.
+fn time_field(out: &mut Vec<u8>, tag: u64, value: &Value) {
+    if let Some(seconds) = value.as_str().and_then(rfc3339_seconds) {
+        let mut time = Vec::new();
+        varint(&mut time, 1 << 3);
+        varint(&mut time, u64::try_from(seconds).unwrap_or(0));
+        bytes_field(out, tag, &time);
+    }
+}
+
+/// `PodSpec`: containers (2: name 1, image 2, command 3, args 4) and nodeName (10).
+fn encode_pod_spec(spec: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    for container in spec["containers"].as_array().into_iter().flatten() {
+        let mut encoded = Vec::new();
+        string_field(&mut encoded, 1, &container["name"]);
+        string_field(&mut encoded, 2, &container["image"]);
+        for (tag, key) in [(3, "command"), (4, "args")] {
+            for part in container[key].as_array().into_iter().flatten() {
+                string_field(&mut encoded, tag, part);
+            }
+        }
+        bytes_field(&mut out, 2, &encoded);
+    }
+    string_field(&mut out, 10, &spec["nodeName"]);
+    out
+}
+
+/// `PodStatus`: phase 1, podIP 6, containerStatuses 8 (name 1, state 2 {running 2 {startedAt
+/// 1}}, ready 4, restartCount 5, image 6, imageID 7, started 9).
+fn encode_pod_status(status: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    string_field(&mut out, 1, &status["phase"]);
+    string_field(&mut out, 6, &status["podIP"]);
+    for container in status["containerStatuses"].as_array().into_iter().flatten() {
+        let mut encoded = Vec::new();
+        string_field(&mut encoded, 1, &container["name"]);
+        if container["state"]["running"].is_object() {
+            let mut running = Vec::new();
+            time_field(&mut running, 1, &container["state"]["running"]["startedAt"]);
+            let mut state = Vec::new();
+            bytes_field(&mut state, 2, &running);
+            bytes_field(&mut encoded, 2, &state);
+        }
+        bool_field(&mut encoded, 4, &container["ready"]);
+        int_field(&mut encoded, 5, &container["restartCount"]);
+        string_field(&mut encoded, 6, &container["image"]);
+        string_field(&mut encoded, 7, &container["imageID"]);
+        bool_field(&mut encoded, 9, &container["started"]);
+        bytes_field(&mut out, 8, &encoded);
     }
     out
 }
@@ -113,7 +196,7 @@ pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 /// Whether objects of `kind` are encoded whole, so that their lists and objects may be
 /// answered in protobuf.
 pub fn encodes_whole(kind: &str) -> bool {
-    kind == "ConfigMap"
+    matches!(kind, "ConfigMap" | "Pod" | "Namespace")
 }
 
 /// `k8s\0` and a `runtime.Unknown` around `message`.

@@ -287,7 +287,7 @@ async fn an_old_version_is_gone_once_the_history_moves_on_and_a_lagging_replica_
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn configmaps_come_in_protobuf_when_asked_for_first_and_pods_stay_json() {
+async fn configmaps_and_pods_come_in_protobuf_when_asked_for_first() {
     let server = server().await;
     server.store().add_pod("default", "alpha").expect("pod");
     server
@@ -341,8 +341,26 @@ async fn configmaps_come_in_protobuf_when_asked_for_first_and_pods_stay_json() {
         "{head}"
     );
     assert!(body.starts_with(b"k8s\0"), "not an envelope");
-    // Pods, which the fake does not encode whole, stay JSON.
+    // A Pod in protobuf carries what kubectl exec and port-forward read: its phase and
+    // containers.
     let (body, head) = fetch("/api/v1/namespaces/default/pods/alpha");
+    assert!(
+        head.contains("content-type: application/vnd.kubernetes.protobuf"),
+        "{head}"
+    );
+    for needle in [
+        &b"Running"[..],
+        b"main",
+        b"registry.k8s.io/pause:3.10",
+        b"alpha",
+    ] {
+        assert!(
+            body.windows(needle.len()).any(|w| w == needle),
+            "{} missing from the protobuf pod",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    // EndpointSlices, encoded only in part, stay JSON.
+    let (_, head) = fetch("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices");
     assert!(head.contains("content-type: application/json"), "{head}");
-    assert!(String::from_utf8_lossy(&body).contains("\"phase\":\"Running\""));
 }
