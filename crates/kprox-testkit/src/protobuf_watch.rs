@@ -6,13 +6,11 @@
 //! a 4-byte big-endian length and a `meta.v1.WatchEvent` {1: type, 2: RawExtension {1: the
 //! envelope of the object}}.
 //!
-//! ConfigMaps, Pods and Namespaces are encoded whole, as far as the fake keeps them (metadata:
-//! name 1, namespace 3, uid 5, resourceVersion 6, creationTimestamp 8, labels 11, annotations
-//! 12; a ConfigMap's data; a Pod's containers, node, phase, IP and container statuses; a
-//! Namespace's phase) — kubectl exec, attach, logs and port-forward read the Pod they ask for
-//! in protobuf. Of other kinds (EndpointSlices) only the metadata is encoded, enough for a
-//! watch that follows versions, so their lists and objects are answered in JSON, which real
-//! clients accept as well.
+//! Every kind the fake serves is encoded whole, as far as the fake keeps it (metadata: name 1,
+//! namespace 3, uid 5, resourceVersion 6, creationTimestamp 8, labels 11, annotations 12; a
+//! ConfigMap's data; a Pod's containers, node, phase, IP and container statuses — kubectl exec,
+//! attach, logs and port-forward read the Pod they ask for in protobuf; a Namespace's phase; an
+//! EndpointSlice's endpoints, ports and address type).
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -103,6 +101,29 @@ fn encode_object(object: &Value) -> Vec<u8> {
         Some("Pod") => {
             bytes_field(&mut out, 2, &encode_pod_spec(&object["spec"]));
             bytes_field(&mut out, 3, &encode_pod_status(&object["status"]));
+        }
+        Some("EndpointSlice") => {
+            for endpoint in object["endpoints"].as_array().into_iter().flatten() {
+                let mut encoded = Vec::new();
+                for address in endpoint["addresses"].as_array().into_iter().flatten() {
+                    string_field(&mut encoded, 1, address);
+                }
+                let mut conditions = Vec::new();
+                for (tag, key) in [(1, "ready"), (2, "serving"), (3, "terminating")] {
+                    bool_field(&mut conditions, tag, &endpoint["conditions"][key]);
+                }
+                bytes_field(&mut encoded, 2, &conditions);
+                string_field(&mut encoded, 6, &endpoint["nodeName"]);
+                bytes_field(&mut out, 2, &encoded);
+            }
+            for port in object["ports"].as_array().into_iter().flatten() {
+                let mut encoded = Vec::new();
+                string_field(&mut encoded, 1, &port["name"]);
+                string_field(&mut encoded, 2, &port["protocol"]);
+                int_field(&mut encoded, 3, &port["port"]);
+                bytes_field(&mut out, 3, &encoded);
+            }
+            string_field(&mut out, 4, &object["addressType"]);
         }
         Some("Namespace") => {
             let mut status = Vec::new();
@@ -196,7 +217,7 @@ pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
 /// Whether objects of `kind` are encoded whole, so that their lists and objects may be
 /// answered in protobuf.
 pub fn encodes_whole(kind: &str) -> bool {
-    matches!(kind, "ConfigMap" | "Pod" | "Namespace")
+    matches!(kind, "ConfigMap" | "Pod" | "Namespace" | "EndpointSlice")
 }
 
 /// `k8s\0` and a `runtime.Unknown` around `message`.

@@ -360,7 +360,11 @@ async fn configmaps_and_pods_come_in_protobuf_when_asked_for_first() {
             String::from_utf8_lossy(needle)
         );
     }
-    // EndpointSlices, encoded only in part, stay JSON.
-    let (_, head) = fetch("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices");
-    assert!(head.contains("content-type: application/json"), "{head}");
+    let (body, head) = fetch("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices");
+    assert!(
+        head.contains("content-type: application/vnd.kubernetes.protobuf"),
+        "{head}"
+    );
+    let list = kprox_testkit::protobuf_watch::decode_list_body(&body).expect("a protobuf list");
+    assert_eq!(list.kind, "EndpointSliceList");
 }
