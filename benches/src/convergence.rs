@@ -214,7 +214,6 @@ struct Event {
     name: String,
     version: Option<u64>,
     initial_events_end: bool,
-    code: Option<u64>,
 }
 
 fn json_event(line: &[u8]) -> Option<Event> {
@@ -227,7 +226,6 @@ fn json_event(line: &[u8]) -> Option<Event> {
             .as_str()
             .and_then(|v| v.parse().ok()),
         initial_events_end: meta["annotations"]["k8s.io/initial-events-end"] == "true",
-        code: value["object"]["code"].as_u64(),
     })
 }
 
@@ -249,7 +247,6 @@ fn protobuf_event(frame: protobuf_watch::WatchFrame) -> Event {
         name: text("name"),
         kind: frame.kind,
         initial_events_end,
-        code: frame.code,
     }
 }
 
@@ -461,10 +458,8 @@ async fn watch(
         for event in events {
             counters.events.fetch_add(1, Ordering::Relaxed);
             match event.kind.as_str() {
-                "ERROR" => {
-                    let _ = event.code;
-                    return Next::StartOver;
-                }
+                // Whatever its code: the reflector starts over.
+                "ERROR" => return Next::StartOver,
                 "BOOKMARK" => {
                     if let Some(objects) = initial.take() {
                         if !event.initial_events_end {

@@ -53,14 +53,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let report = runtime.block_on(kprox_bench::convergence::run(&options))?;
-    std::fs::create_dir_all(&args.out)?;
-    std::fs::write(
-        args.out.join("convergence.json"),
-        serde_json::to_string_pretty(&report.to_json())?,
+    kprox_bench::report::write_results(
+        &args.out,
+        "convergence",
+        &report.to_json(),
+        &report.to_markdown(),
     )?;
-    let markdown = report.to_markdown();
-    std::fs::write(args.out.join("convergence.md"), &markdown)?;
-    println!("{markdown}");
     let verdict = report.verdict();
     anyhow::ensure!(
         verdict.is_empty(),

@@ -399,6 +399,23 @@ fn xml_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Writes `NAME.json` and `NAME.md` into `out` (created if missing) and prints the Markdown.
+pub fn write_results(
+    out: &std::path::Path,
+    name: &str,
+    json: &Value,
+    markdown: &str,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out)?;
+    std::fs::write(
+        out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(json)?,
+    )?;
+    std::fs::write(out.join(format!("{name}.md")), markdown)?;
+    println!("{markdown}");
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::median;

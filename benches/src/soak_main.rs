@@ -44,14 +44,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let report = runtime.block_on(kprox_bench::soak::soak(&options))?;
-    std::fs::create_dir_all(&args.out)?;
-    std::fs::write(
-        args.out.join("soak.json"),
-        serde_json::to_string_pretty(&report.to_json())?,
+    kprox_bench::report::write_results(
+        &args.out,
+        "soak",
+        &report.to_json(),
+        &report.to_markdown(),
     )?;
-    let markdown = report.to_markdown();
-    std::fs::write(args.out.join("soak.md"), &markdown)?;
-    println!("{markdown}");
     let verdict = kprox_bench::soak::verdict(&report);
     anyhow::ensure!(
         verdict.is_empty(),

@@ -272,9 +272,9 @@ pub struct ListBody {
     pub items: Vec<Map<String, Value>>,
 }
 
-/// Reads a protobuf list body.
-pub fn decode_list_body(body: &[u8]) -> Result<ListBody, String> {
-    let unknown = body
+/// Opens an envelope: the kind its TypeMeta names, and the message inside.
+fn open_envelope(bytes: &[u8]) -> Result<(String, &[u8]), String> {
+    let unknown = bytes
         .strip_prefix(MAGIC)
         .ok_or("missing the k8s protobuf magic")?;
     let (mut kind, mut message) = (String::new(), &[][..]);
@@ -291,6 +291,12 @@ pub fn decode_list_body(body: &[u8]) -> Result<ListBody, String> {
             _ => {}
         }
     }
+    Ok((kind, message))
+}
+
+/// Reads a protobuf list body.
+pub fn decode_list_body(body: &[u8]) -> Result<ListBody, String> {
+    let (kind, message) = open_envelope(body)?;
     let mut list = ListBody {
         kind,
         resource_version: String::new(),
@@ -362,23 +368,7 @@ fn decode_event(event: &[u8]) -> Result<WatchFrame, String> {
             _ => {}
         }
     }
-    let unknown = raw
-        .strip_prefix(MAGIC)
-        .ok_or("missing the k8s protobuf magic")?;
-    let (mut object_kind, mut object) = (String::new(), &[][..]);
-    for field in Fields::new(unknown) {
-        match field? {
-            (1, Wire::Bytes(type_meta)) => {
-                for f in Fields::new(type_meta) {
-                    if let (2, Wire::Bytes(v)) = f? {
-                        object_kind = utf8(v)?;
-                    }
-                }
-            }
-            (2, Wire::Bytes(v)) => object = v,
-            _ => {}
-        }
-    }
+    let (object_kind, object) = open_envelope(raw)?;
     let mut frame = WatchFrame {
         kind,
         object_kind,

@@ -159,28 +159,35 @@ pub fn error_frame(code: u16, reason: &str, message: &str) -> Bytes {
         reason: reason.into(),
         code: i32::from(code),
     };
+    frame("ERROR", "Status", &status.encode_to_vec()).into()
+}
+
+/// A length-prefixed `WatchEvent` of `event_type` around an object of `kind` (`message` is the
+/// object's own encoding).
+fn frame(event_type: &str, kind: &str, message: &[u8]) -> Vec<u8> {
     let unknown = Unknown {
         type_meta: Some(TypeMeta {
             api_version: "v1".into(),
-            kind: "Status".into(),
+            kind: kind.into(),
         }),
-        raw: status.encode_to_vec().into(),
+        raw: Bytes::copy_from_slice(message),
     };
     let mut envelope = MAGIC.to_vec();
+    // Encoding into a Vec cannot run out of room.
     unknown.encode(&mut envelope).unwrap_or_default();
     let event = WatchEvent {
-        kind: "ERROR".into(),
+        kind: event_type.into(),
         object: Some(RawExtension {
             raw: envelope.into(),
         }),
     };
     let body = event.encode_to_vec();
-    let mut frame = u32::try_from(body.len())
+    let mut out = u32::try_from(body.len())
         .unwrap_or(u32::MAX)
         .to_be_bytes()
         .to_vec();
-    frame.extend_from_slice(&body);
-    frame.into()
+    out.extend_from_slice(&body);
+    out
 }
 
 #[cfg(test)]
@@ -202,28 +209,7 @@ pub(crate) mod tests {
                     .collect(),
             }),
         };
-        let unknown = Unknown {
-            type_meta: Some(TypeMeta {
-                api_version: "v1".into(),
-                kind: "Pod".into(),
-            }),
-            raw: object.encode_to_vec().into(),
-        };
-        let mut envelope = MAGIC.to_vec();
-        unknown.encode(&mut envelope).expect("encode");
-        let event = WatchEvent {
-            kind: kind.into(),
-            object: Some(RawExtension {
-                raw: envelope.into(),
-            }),
-        };
-        let body = event.encode_to_vec();
-        let mut out = u32::try_from(body.len())
-            .expect("small")
-            .to_be_bytes()
-            .to_vec();
-        out.extend_from_slice(&body);
-        out
+        super::frame(kind, "Pod", &object.encode_to_vec())
     }
 
     #[test]
