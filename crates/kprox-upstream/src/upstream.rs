@@ -479,9 +479,11 @@ impl Upstream {
         request: Request<RequestBody>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
         let (parts, body) = request.into_parts();
-        let resume_with = (self.watch_resume && watch_request::is_watch(&parts.method, &parts.uri))
-            .then(|| parts.clone());
-        let response = self.send_once(Request::from_parts(parts, body)).await?;
+        let watch = watch_request::is_watch(&parts.method, &parts.uri);
+        let resume_with = (self.watch_resume && watch).then(|| parts.clone());
+        let response = self
+            .send_once_as(Request::from_parts(parts, body), None, watch)
+            .await?;
         match resume_with.zip(watch::resumable_encoding(&response)) {
             Some((parts, encoding)) => {
                 let (head, body) = response.into_parts();
@@ -500,19 +502,20 @@ impl Upstream {
         &self,
         request: Request<RequestBody>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        self.send_once_avoiding(request, None).await
+        let watch = watch_request::is_watch(request.method(), request.uri());
+        self.send_once_as(request, None, watch).await
     }
 
-    /// [`Self::send_once`], trying the endpoint `avoid` (a replica that just said it is
-    /// behind) only after every other.
-    async fn send_once_avoiding(
+    /// [`Self::send_once`] for a request already known to be a `watch` or not, trying the
+    /// endpoint `avoid` (a replica that just said it is behind) only after every other.
+    async fn send_once_as(
         &self,
         request: Request<RequestBody>,
         avoid: Option<Arc<str>>,
+        watch: bool,
     ) -> Result<Response<PooledBody>, UpstreamError> {
         self.budget.deposit();
         let (parts, body) = request.into_parts();
-        let watch = watch_request::is_watch(&parts.method, &parts.uri);
         let replayable = retry::replayable(&parts.method, &parts.headers, body.is_end_stream());
         let mut body = Some(body);
         let endpoints = self.endpoints.load_full();
@@ -893,7 +896,8 @@ impl Resend for Upstream {
         avoid: Option<Arc<str>>,
     ) -> watch::Resume {
         Box::pin(async move {
-            self.send_once_avoiding(Request::from_parts(request, empty_body()), avoid)
+            // Only watches are resumed.
+            self.send_once_as(Request::from_parts(request, empty_body()), avoid, true)
                 .await
         })
     }
