@@ -35,6 +35,8 @@ pub struct Options {
     pub rounds: usize,
     pub warmup: Duration,
     pub measure: Duration,
+    /// Each connection goes on until it has this many answers counted (see `load::Window`).
+    pub at_least_per_connection: u64,
     /// Idle watches opened at once through each target.
     pub watches: usize,
     /// Run only the workloads whose name contains this (the watch workload is "idle watches").
@@ -54,6 +56,7 @@ impl Options {
             rounds: 1,
             warmup: Duration::from_millis(100),
             measure: Duration::from_millis(300),
+            at_least_per_connection: 1,
             watches: 20,
             only: None,
             launch: subject::Launch::default(),
@@ -190,19 +193,17 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             }
             for (name, target, subject) in targets {
                 let cpu_before = subject.map(Subject::cpu_seconds).transpose()?;
-                let sample = load::drive(
-                    &target,
-                    &workload.spec,
-                    workload.connections,
-                    options.warmup,
-                    options.measure,
-                )
-                .await?;
+                let window = load::Window {
+                    warmup: options.warmup,
+                    measure: options.measure,
+                    at_least_per_connection: options.at_least_per_connection,
+                };
+                let sample =
+                    load::drive(&target, &workload.spec, workload.connections, window).await?;
                 let cpu_after = subject.map(Subject::cpu_seconds).transpose()?;
                 let cpu_per_10k = cpu_before.zip(cpu_after).map(|(before, after)| {
                     // The warm-up's requests used CPU too; scale to the measured share.
-                    let share = options.measure.as_secs_f64()
-                        / (options.measure + options.warmup).as_secs_f64();
+                    let share = sample.seconds / (sample.seconds + options.warmup.as_secs_f64());
                     (after - before) * share / (sample.requests.max(1) as f64) * 10_000.0
                 });
                 report.records.push(Record {

@@ -109,35 +109,45 @@ pub fn request(target: &Target, spec: &RequestSpec) -> anyhow::Result<Request<Fu
     Ok(builder.body(Full::new(spec.body.clone()))?)
 }
 
-/// Runs `connections` connections against `target` for `warmup + measure`.
+/// How long a run lasts.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    /// Requests sent before this is over are not counted.
+    pub warmup: Duration,
+    /// Then requests are counted for this long...
+    pub measure: Duration,
+    /// ...and, on each connection, until at least this many were answered (the smoke run's
+    /// window is shorter than one slow answer on a loaded machine). 0 for real figures.
+    pub at_least_per_connection: u64,
+}
+
+/// Runs `connections` connections against `target` for the `window`.
 pub async fn drive(
     target: &Target,
     spec: &RequestSpec,
     connections: usize,
-    warmup: Duration,
-    measure: Duration,
+    window: Window,
 ) -> anyhow::Result<Sample> {
     let start = Instant::now();
-    let measured_from = start + warmup;
-    let end = measured_from + measure;
+    let measured_from = start + window.warmup;
+    let end = measured_from + window.measure;
     let mut tasks = Vec::with_capacity(connections);
     for _ in 0..connections {
         let target = target.clone();
         let spec = spec.clone();
+        let at_least = window.at_least_per_connection;
         tasks.push(tokio::spawn(async move {
-            one_connection(&target, &spec, measured_from, end).await
+            one_connection(&target, &spec, measured_from, end, at_least).await
         }));
     }
-    let mut total = Sample {
-        seconds: measure.as_secs_f64(),
-        ..Sample::default()
-    };
+    let mut total = Sample::default();
     for task in tasks {
         let sample = task.await??;
         total.requests += sample.requests;
         total.errors += sample.errors;
         total.latencies_us.extend(sample.latencies_us);
     }
+    total.seconds = measured_from.elapsed().as_secs_f64();
     total.latencies_us.sort_unstable();
     Ok(total)
 }
@@ -147,10 +157,11 @@ async fn one_connection(
     spec: &RequestSpec,
     measured_from: Instant,
     end: Instant,
+    at_least: u64,
 ) -> anyhow::Result<Sample> {
     let mut sample = Sample::default();
     let mut sender = None;
-    while Instant::now() < end {
+    while Instant::now() < end || sample.requests + sample.errors < at_least {
         let client = match sender.as_mut() {
             Some(client) => client,
             None => sender.insert(connect(target).await?),

@@ -67,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             rounds: args.rounds.max(1),
             warmup: Duration::from_secs_f64(args.warmup),
             measure: Duration::from_secs_f64(args.seconds),
+            at_least_per_connection: 0,
             watches: args.watches,
             only: None,
             launch: kprox_bench::subject::Launch::default(),

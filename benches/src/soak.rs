@@ -49,7 +49,28 @@ struct Outcomes {
     cut: AtomicU64,
     /// A 2xx whose body was not what was sent or expected.
     corrupt: AtomicU64,
+    /// The first few corrupt bodies, shortened, so a failed soak says what it saw.
+    corrupt_samples: std::sync::Mutex<Vec<String>>,
 }
+
+impl Outcomes {
+    /// Counts a corrupt answer and keeps its first bytes as a sample.
+    fn corrupt(&self, what: &str, body: &[u8]) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut samples) = self.corrupt_samples.lock()
+            && samples.len() < MAX_CORRUPT_SAMPLES
+        {
+            let shown = &body[..body.len().min(300)];
+            samples.push(format!("{what}: {}", String::from_utf8_lossy(shown)));
+        }
+    }
+
+    fn deliberate(&self, code: u16) {
+        self.deliberate[usize::from(code).min(599)].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+const MAX_CORRUPT_SAMPLES: usize = 5;
 
 impl Default for Outcomes {
     fn default() -> Self {
@@ -59,6 +80,7 @@ impl Default for Outcomes {
             lost: AtomicU64::new(0),
             cut: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
+            corrupt_samples: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -81,6 +103,8 @@ pub struct SoakReport {
     pub lost: u64,
     pub cut: u64,
     pub corrupt: u64,
+    /// The first few corrupt answers, shortened.
+    pub corrupt_samples: Vec<String>,
     pub faults: Vec<(String, u64)>,
     pub seconds: f64,
     pub samples: Vec<ResourceSample>,
@@ -115,6 +139,7 @@ impl SoakReport {
             "lost": self.lost,
             "cut_mid_body": self.cut,
             "corrupt": self.corrupt,
+            "corrupt_samples": self.corrupt_samples,
             "faults": self.faults.iter().map(|(f, n)| json!({"fault": f, "count": n})).collect::<Vec<_>>(),
             "seconds": self.seconds,
             "requests_per_second": self.requests as f64 / self.seconds.max(1e-9),
@@ -158,6 +183,12 @@ impl SoakReport {
             self.cut
         ));
         out.push_str(&format!("| corrupt bodies | {} |\n", self.corrupt));
+        for sample in &self.corrupt_samples {
+            out.push_str(&format!(
+                "| corrupt sample | `{}` |\n",
+                sample.replace('|', "\\|").replace('`', "'")
+            ));
+        }
         let faults: Vec<String> = self
             .faults
             .iter()
@@ -311,6 +342,11 @@ pub async fn soak(options: &SoakOptions) -> anyhow::Result<SoakReport> {
         lost: outcomes.lost.load(Ordering::Relaxed),
         cut: outcomes.cut.load(Ordering::Relaxed),
         corrupt: outcomes.corrupt.load(Ordering::Relaxed),
+        corrupt_samples: outcomes
+            .corrupt_samples
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default(),
         faults,
         seconds,
         samples,
@@ -343,7 +379,7 @@ async fn worker(target: &Target, outcomes: &Outcomes, issued: &AtomicU64, total:
                 .body(Full::new(payload.clone())),
         };
         let Ok(request) = request else {
-            outcomes.corrupt.fetch_add(1, Ordering::Relaxed);
+            outcomes.corrupt("request", b"could not be built");
             continue;
         };
         // A fresh connection when the last one ended (or never existed).
@@ -374,19 +410,23 @@ async fn worker(target: &Target, outcomes: &Outcomes, issued: &AtomicU64, total:
             };
         let status = response.status();
         if matches!(kind, Kind::Watch) && status == StatusCode::OK {
-            // The first event is the object already there; then hang up.
-            let mut body = response.into_body();
-            let first = tokio::time::timeout(Duration::from_secs(30), body.frame()).await;
+            // The first event is the object already there; then hang up. An event is one
+            // line, and chunk boundaries mean nothing in HTTP: read up to the first newline.
+            let first =
+                tokio::time::timeout(Duration::from_secs(30), first_line(response.into_body()))
+                    .await;
             match first {
-                Ok(Some(Ok(frame)))
-                    if frame
-                        .data_ref()
-                        .is_some_and(|d| d.windows(5).any(|w| w == b"fixed")) =>
-                {
-                    outcomes.ok.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(Some(Ok(_))) => {
-                    outcomes.corrupt.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(line)) => {
+                    if line.windows(5).any(|w| w == b"fixed") {
+                        outcomes.ok.fetch_add(1, Ordering::Relaxed);
+                    } else if let Some(code) = error_event_code(&line) {
+                        // The stream broke during its initial burst, where resuming could
+                        // lose objects: kprox says so with an ERROR event, and the client
+                        // starts over (crates/kprox-upstream/src/watch.rs).
+                        outcomes.deliberate(code);
+                    } else {
+                        outcomes.corrupt("watch's first event", &line);
+                    }
                 }
                 _ => {
                     outcomes.cut.fetch_add(1, Ordering::Relaxed);
@@ -413,23 +453,45 @@ async fn worker(target: &Target, outcomes: &Outcomes, issued: &AtomicU64, total:
                 }),
                 _ => serde_json::from_slice::<Value>(&body).is_ok(),
             };
-            let counter = if sound {
-                &outcomes.ok
+            if sound {
+                outcomes.ok.fetch_add(1, Ordering::Relaxed);
             } else {
-                &outcomes.corrupt
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+                outcomes.corrupt(&format!("{kind:?} {status}"), &body);
+            }
         } else {
             let is_status = serde_json::from_slice::<Value>(&body)
                 .is_ok_and(|v| v["kind"] == "Status" && v["code"] == status.as_u16());
             if is_status {
-                outcomes.deliberate[usize::from(status.as_u16()).min(599)]
-                    .fetch_add(1, Ordering::Relaxed);
+                outcomes.deliberate(status.as_u16());
             } else {
-                outcomes.corrupt.fetch_add(1, Ordering::Relaxed);
+                outcomes.corrupt(&format!("{kind:?} {status}"), &body);
             }
         }
     }
+}
+
+/// The body's bytes up to its first newline, or `None` when it ended or broke before one.
+async fn first_line(mut body: hyper::body::Incoming) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    while !line.contains(&b'\n') && line.len() < 1 << 20 {
+        let frame = body.frame().await?.ok()?;
+        if let Some(data) = frame.data_ref() {
+            line.extend_from_slice(data);
+        }
+    }
+    let end = line.iter().position(|b| *b == b'\n').unwrap_or(line.len());
+    line.truncate(end);
+    Some(line)
+}
+
+/// The code of a watch `ERROR` event carrying a `Status`, as kprox and the apiserver send them.
+fn error_event_code(line: &[u8]) -> Option<u16> {
+    let event: Value = serde_json::from_slice(line.trim_ascii()).ok()?;
+    let status = &event["object"];
+    if event["type"] != "ERROR" || status["kind"] != "Status" {
+        return None;
+    }
+    status["code"].as_u64().and_then(|c| u16::try_from(c).ok())
 }
 
 fn get(path: &'static str) -> Result<Request<Full<Bytes>>, http::Error> {
