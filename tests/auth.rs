@@ -619,27 +619,8 @@ async fn an_exec_plugin_client_certificate_authenticates() {
         ..Default::default()
     })
     .await;
-    let dir = cluster.dir.path();
-    let plugin = kprox_testkit::write_exec_plugin(dir).expect("plugin");
     let (first, cert, key) = cluster.client_cert_files("exec-robot", "exec");
-    let log = dir.join("exec.log");
-    let path = dir.join("exec-cert-kubeconfig");
-    kprox_testkit::KubeconfigBuilder::new()
-        .cluster("fake", &cluster.server.url(), &cluster.server.ca_pem())
-        .user_exec(
-            "robot",
-            plugin.to_str().expect("utf8"),
-            &[
-                ("FAKE_EXEC_CERT_FILE", cert.to_str().expect("utf8")),
-                ("FAKE_EXEC_KEY_FILE", key.to_str().expect("utf8")),
-                ("FAKE_EXEC_LOG", log.to_str().expect("utf8")),
-            ],
-            None,
-        )
-        .context("fake", "fake", "robot")
-        .current("fake")
-        .write(&path)
-        .expect("kubeconfig");
+    let (path, log) = cluster.exec_cert_kubeconfig(&cert, &key, None);
     let kprox = Kprox::start(&["--kubeconfig", &path.display().to_string()]);
     assert_eq!(concurrent_gets(&kprox, 1).await, [200]);
     let last_cert = || {

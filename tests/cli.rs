@@ -407,11 +407,7 @@ async fn the_api_prefix_is_stripped_and_paths_outside_it_are_404() {
 async fn sigterm_stops_kprox_cleanly() {
     let cluster = Cluster::start().await;
     let mut kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg()]);
-    let status = Command::new("kill")
-        .args(["-TERM", &kprox.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    kprox.signal("TERM");
     let exit = kprox.child.wait().expect("wait");
     assert!(exit.success(), "exit status {exit}");
 }
@@ -566,13 +562,7 @@ async fn sigterm_drains_requests_refuses_new_ones_ends_watches_and_exits_zero() 
     let slow = std::thread::spawn(move || run("curl", &["-sS", "-w", "\n%{http_code}", &slow_url]));
     std::thread::sleep(std::time::Duration::from_millis(300));
     let signalled = std::time::Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &kprox.pid().to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    kprox.signal("TERM");
     std::thread::sleep(std::time::Duration::from_millis(200));
     let ready = run(
         "curl",
@@ -621,6 +611,128 @@ async fn sigterm_drains_requests_refuses_new_ones_ends_watches_and_exits_zero() 
         took >= std::time::Duration::from_secs(2) && took < std::time::Duration::from_secs(8),
         "shutdown took {took:?}"
     );
+}
+
+// Everything at once when SIGTERM comes: a watch and an exec tunnel open, and a reload in
+// progress whose exec plugin is still running (it hangs). kprox ends the reload and the
+// plugin (as client-go does, the plugin process itself: a grandchild it started is its own),
+// drains, ends the streams, waits for every background task, and exits 0 within the grace.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_reload_with_a_running_exec_plugin_streams_and_tunnels_exits_zero() {
+    let cluster = Cluster::start().await;
+    let dir = cluster.dir.path();
+    let plugin = kprox_testkit::write_exec_plugin(dir).expect("plugin");
+    let token_file = dir.join("exec-token");
+    std::fs::write(&token_file, TOKEN).expect("write");
+    let log = dir.join("exec.log");
+    let kubeconfig = dir.join("exec-kubeconfig");
+    let write_kubeconfig = |hang: bool| {
+        let mut env = vec![
+            ("FAKE_EXEC_TOKEN_FILE", token_file.to_str().expect("utf8")),
+            ("FAKE_EXEC_LOG", log.to_str().expect("utf8")),
+        ];
+        if hang {
+            env.push(("FAKE_EXEC_HANG", "1"));
+        }
+        kprox_testkit::KubeconfigBuilder::new()
+            .cluster("fake", &cluster.server.url(), &cluster.server.ca_pem())
+            .user_exec("robot", plugin.to_str().expect("utf8"), &env, None)
+            .context("fake", "fake", "robot")
+            .current("fake")
+            .write(&kubeconfig)
+            .expect("kubeconfig");
+    };
+    write_kubeconfig(false);
+    let config = dir.join("grace.toml");
+    std::fs::write(
+        &config,
+        "[listen]\nshutdown_grace = \"2s\"\n[log]\nlevel = \"info\"\n",
+    )
+    .expect("write");
+    let mut kprox = Kprox::start(&[
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+        "--config",
+        &config.display().to_string(),
+        "--reject-paths",
+        "^$",
+    ]);
+    fetch_ok(&kprox.url("/api/v1/namespaces/default/pods"));
+
+    let watch_url = kprox.url("/api/v1/namespaces/default/pods?watch=1");
+    let watch =
+        std::thread::spawn(move || run("curl", &["-sS", "-N", "--max-time", "20", &watch_url]));
+    let cache = tempfile::tempdir().expect("cache");
+    let (mut tunnel, _stdin) = support::idle_exec_tunnel(&kprox, cache.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cluster
+        .server
+        .requests_to("/api/v1/namespaces/default/pods/alpha/exec")
+        .is_empty()
+        || cluster
+            .server
+            .requests_to("/api/v1/namespaces/default/pods?watch=1")
+            .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watch and the tunnel never reached the apiserver: {}",
+            kprox.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // A reload whose exec plugin never finishes.
+    write_kubeconfig(true);
+    let runs = kprox_testkit::exec_plugin_runs(&log);
+    kprox.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kprox_testkit::exec_plugin_runs(&log) == runs {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload never ran the plugin"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let plugin_running = || {
+        Command::new("pgrep")
+            .args(["-f", plugin.to_str().expect("utf8")])
+            .output()
+            .expect("pgrep")
+            .status
+            .success()
+    };
+    assert!(plugin_running(), "the plugin is mid-run at SIGTERM");
+
+    let signalled = std::time::Instant::now();
+    kprox.signal("TERM");
+    let exit = kprox.child.wait().expect("wait");
+    let took = signalled.elapsed();
+    assert!(exit.success(), "exit status {exit}: {}", kprox.stderr());
+    assert!(
+        took < std::time::Duration::from_secs(2 + 3),
+        "shutdown took {took:?}"
+    );
+    assert!(
+        kprox.stderr().contains("every background task finished"),
+        "{}",
+        kprox.stderr()
+    );
+    assert!(!plugin_running(), "the exec plugin outlived kprox");
+    let watch = watch.join().expect("watch");
+    assert!(
+        watch.status.success(),
+        "the watch did not end cleanly: {}",
+        String::from_utf8_lossy(&watch.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while tunnel.try_wait().expect("try_wait").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tunnel outlived kprox"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Tests that leave the admin address at its default (127.0.0.1:8002) take turns, so that

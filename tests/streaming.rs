@@ -270,14 +270,7 @@ async fn an_idle_tunnel_is_closed_after_the_tunnel_idle_timeout() {
     ]);
     let cache = tempfile::tempdir().expect("cache");
     // stdin stays open and silent: the tunnel carries nothing either way.
-    let mut child =
-        support::kubectl_command(&kprox, cache.path(), &["exec", "-i", "alpha", "--", "cat"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl");
-    let _stdin = child.stdin.take();
+    let (mut child, _stdin) = support::idle_exec_tunnel(&kprox, cache.path());
     let started = std::time::Instant::now();
     let ended = loop {
         if let Ok(Some(_)) = child.try_wait() {

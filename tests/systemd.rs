@@ -154,13 +154,7 @@ async fn kprox_notifies_systemd_ready_and_stopping() {
     assert!(
         !cluster.server.requests_to("/readyz").is_empty() || !cluster.server.requests().is_empty()
     );
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &kprox.pid().to_string()])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    kprox.signal("TERM");
     let n = socket.recv(&mut buffer).expect("a notification");
     assert!(String::from_utf8_lossy(&buffer[..n]).contains("STOPPING=1"));
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod pod_network;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
@@ -89,6 +90,49 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Writes `exec-cert-kubeconfig`: the fake exec plugin hands out the client certificate in
+    /// `cert`/`key`; the CA is inline, or `ca_file` when given. Returns the kubeconfig and the
+    /// plugin's run log.
+    pub fn exec_cert_kubeconfig(
+        &self,
+        cert: &Path,
+        key: &Path,
+        ca_file: Option<&Path>,
+    ) -> (PathBuf, PathBuf) {
+        let dir = self.dir.path();
+        let plugin = kprox_testkit::write_exec_plugin(dir).expect("plugin");
+        let log = dir.join("exec.log");
+        let path = dir.join("exec-cert-kubeconfig");
+        let builder = match ca_file {
+            None => {
+                KubeconfigBuilder::new().cluster("fake", &self.server.url(), &self.server.ca_pem())
+            }
+            Some(file) => KubeconfigBuilder::new().cluster_with_ca_file(
+                "fake",
+                &self.server.url(),
+                file.to_str().expect("utf8"),
+            ),
+        };
+        builder
+            .user_exec(
+                "robot",
+                plugin.to_str().expect("utf8"),
+                &[
+                    ("FAKE_EXEC_CERT_FILE", cert.to_str().expect("utf8")),
+                    ("FAKE_EXEC_KEY_FILE", key.to_str().expect("utf8")),
+                    ("FAKE_EXEC_LOG", log.to_str().expect("utf8")),
+                ],
+                None,
+            )
+            .context("fake", "fake", "robot")
+            .current("fake")
+            .write(&path)
+            .expect("kubeconfig");
+        (path, log)
+    }
+}
+
 /// A running kprox process; killed when dropped.
 pub struct Kprox {
     pub child: Child,
@@ -114,14 +158,24 @@ impl Kprox {
     /// would type it, and waits for the startup line.
     pub fn start_exact(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kprox"));
+        command.args(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        Self::spawn(command)
+    }
+
+    /// Spawns `command` (kprox, or a wrapper that execs it) and waits for the startup line.
+    pub fn spawn(mut command: Command) -> Self {
         command
-            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        command.env_remove("KUBECONFIG").env_remove("RUST_LOG");
-        for (k, v) in env {
-            command.env(k, v);
+        if !command.get_envs().any(|(k, _)| k == "KUBECONFIG") {
+            command.env_remove("KUBECONFIG");
+        }
+        if !command.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            command.env_remove("RUST_LOG");
         }
         let mut child = command.spawn().expect("kprox starts");
         let stderr = Arc::new(Mutex::new(String::new()));
@@ -190,6 +244,15 @@ impl Kprox {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends `signal` (`TERM`, `HUP`, ...) with kill(1), as a user or systemd would.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{signal} {}", self.pid());
     }
 
     pub fn stderr(&self) -> String {
@@ -268,6 +331,19 @@ pub fn ok_stdout(output: &Output, what: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `kubectl exec -i alpha -- cat` through kprox with stdin open and silent: a tunnel that
+/// carries nothing either way while the returned stdin is kept.
+pub fn idle_exec_tunnel(kprox: &Kprox, cache: &Path) -> (Child, Option<std::process::ChildStdin>) {
+    let mut child = kubectl_command(kprox, cache, &["exec", "-i", "alpha", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl");
+    let stdin = child.stdin.take();
+    (child, stdin)
 }
 
 /// A kubectl command against kprox with its own discovery cache, for callers that need its

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use kprox_config::KubeconfigConfig;
 
+use crate::access::{ClusterAccess, CredentialSpec, ServerTrust};
 use crate::client_cert::parse_certificates;
-use crate::kubeconfig::{ClusterAccess, CredentialSpec, ServerTrust};
 use crate::{AuthError, Impersonation};
 
 /// Loads the in-cluster identity from `dir` (normally

@@ -6,6 +6,7 @@
 //! in the background, and [`inject`] puts it on requests. Secrets are wrapped in [`Secret`] and
 //! never appear in `Debug` output or errors.
 
+mod access;
 mod client_cert;
 mod credentials;
 mod error;
@@ -17,10 +18,11 @@ mod kubeconfig;
 mod rfc3339;
 mod secret;
 
+pub use access::{ClusterAccess, CredentialSpec, ServerTrust};
 pub use client_cert::{ClientIdentity, identity_from_pem, parse_certificates, parse_private_key};
 pub use credentials::{Credentials, RefreshCounts, Snapshot, TOKEN_FILE_REFRESH};
 pub use error::AuthError;
 pub use impersonate::Impersonation;
 pub use inject::inject;
-pub use kubeconfig::{ClusterAccess, CredentialSpec, ServerTrust, load, parse, select};
+pub use kubeconfig::{load, parse, select};
 pub use secret::Secret;

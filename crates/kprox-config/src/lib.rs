@@ -9,13 +9,11 @@ mod config;
 mod duration;
 mod error;
 mod load;
+mod print_format;
 pub mod raw;
 mod validate;
 
-pub use config::{
-    AdminConfig, Config, FilterConfig, KubeconfigConfig, ListenConfig, ListenLimits, LogConfig,
-    LogFormat, RuntimeConfig, UpstreamConfig, WwwConfig,
-};
+pub use config::*;
 pub use duration::{DurationError, GoDuration};
 pub use error::ConfigError;
 pub use load::{ENV_PREFIX, Sources, load, parse_toml};

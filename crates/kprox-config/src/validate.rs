@@ -2,110 +2,17 @@
 //! refusal naming the source, the key and the fix.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde::Serializer;
-
+use crate::config::*;
 use crate::raw::RawConfig;
 use crate::{
     AdminConfig, Config, ConfigError, FilterConfig, GoDuration, KubeconfigConfig, ListenConfig,
     ListenLimits, LogConfig, LogFormat, RuntimeConfig, UpstreamConfig, WwwConfig,
 };
 
-/// kubectl proxy's default `--address`.
-pub const DEFAULT_ADDRESS: &str = "127.0.0.1";
-/// kubectl proxy's default `--port`.
-pub const DEFAULT_PORT: u16 = 8001;
-/// kubectl proxy's default `--api-prefix`.
-pub const DEFAULT_API_PREFIX: &str = "/";
-/// kubectl proxy's default `--accept-hosts`: loopback names only (DNS rebinding defence).
-pub const DEFAULT_ACCEPT_HOSTS: &[&str] = &["^localhost$", r"^127\.0\.0\.1$", r"^\[::1\]$"];
-/// kubectl proxy's default `--accept-paths`: everything.
-pub const DEFAULT_ACCEPT_PATHS: &[&str] = &["^.*"];
-/// kubectl proxy's default `--reject-paths` (exec and attach), plus the kubelet's exec, attach,
-/// run and port-forward reached through the node proxy, which kubectl leaves open.
-pub const DEFAULT_REJECT_PATHS: &[&str] = &[
-    "^/api/.*/pods/.*/exec",
-    "^/api/.*/pods/.*/attach",
-    "^/api/.*/nodes/.*/proxy/(exec|attach|run|portForward)",
-];
-/// kubectl proxy's default `--reject-methods`: nothing.
-pub const DEFAULT_REJECT_METHODS: &[&str] = &["^$"];
-/// kubectl proxy's default `--www-prefix`.
-pub const DEFAULT_WWW_PREFIX: &str = "/static/";
-/// How often TLS files are checked (client-go re-reads client certificates every 5 minutes).
-pub const DEFAULT_RELOAD_INTERVAL: GoDuration = GoDuration::from_secs(10);
-/// Where Kubernetes mounts a pod's service account.
-pub const DEFAULT_SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-/// Longest an exec credential plugin may run.
-pub const DEFAULT_EXEC_TIMEOUT: GoDuration = GoDuration::from_secs(30);
-/// Time requests in flight get at shutdown (a pod's default grace period is 30 s).
-pub const DEFAULT_SHUTDOWN_GRACE: GoDuration = GoDuration::from_secs(25);
-/// Client connections at once.
-pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
-/// Header fields in one request (Envoy's and hyper's default).
-pub const DEFAULT_MAX_HEADERS: u32 = 100;
-/// Bytes of start line and headers in one request.
-pub const DEFAULT_MAX_HEADER_BYTES: u32 = 64 * 1024;
-/// Bytes in one request body: the apiserver's own `MaxRequestBodyBytes`.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 3 * 1024 * 1024;
-/// From a request's first byte to the end of its headers.
-pub const DEFAULT_HEADER_READ_TIMEOUT: GoDuration = GoDuration::from_secs(30);
-/// A keep-alive client connection with no request.
-pub const DEFAULT_CLIENT_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(90);
-/// A whole request body.
-pub const DEFAULT_BODY_READ_TIMEOUT: GoDuration = GoDuration::from_secs(60);
-/// A response the client does not read.
-pub const DEFAULT_WRITE_TIMEOUT: GoDuration = GoDuration::from_secs(60);
-/// The kubelet's default `--streaming-connection-idle-timeout`.
-pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(4 * 3600);
-/// Dial timeout: KubePrism's 5 s rather than client-go's 30 s, so that a dead apiserver costs a
-/// request seconds, not half a minute, before it goes elsewhere.
-pub const DEFAULT_CONNECT_TIMEOUT: GoDuration = GoDuration::from_secs(5);
-/// TLS handshake timeout, as short as the dial timeout for the same reason (client-go: 10 s).
-pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: GoDuration = GoDuration::from_secs(5);
-/// Balancing policy.
-pub const DEFAULT_POLICY: &str = "least-request";
-/// Active health check period: with the timeout and fall below, a dead apiserver is out within 2 s.
-pub const DEFAULT_HEALTH_CHECK_INTERVAL: GoDuration = GoDuration::from_millis(400);
-/// Active health check timeout.
-pub const DEFAULT_HEALTH_CHECK_TIMEOUT: GoDuration = GoDuration::from_millis(500);
-/// Passed checks to come back.
-pub const DEFAULT_HEALTH_RISE: u32 = 2;
-/// Failed checks to go out.
-pub const DEFAULT_HEALTH_FALL: u32 = 2;
-/// First ejection time.
-pub const DEFAULT_EJECTION_BASE: GoDuration = GoDuration::from_secs(1);
-/// Longest ejection time.
-pub const DEFAULT_EJECTION_MAX: GoDuration = GoDuration::from_secs(30);
-/// Envoy's retry budget.
-pub const DEFAULT_RETRY_BUDGET_PERCENT: u32 = 20;
-/// Retries always allowed per second.
-pub const DEFAULT_RETRY_MIN_PER_SECOND: u32 = 10;
-/// Longest `Retry-After` kprox waits for.
-pub const DEFAULT_RETRY_AFTER_CAP: GoDuration = GoDuration::from_secs(1);
-/// Attempts per request.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
-/// client-go's HTTP/2 read-idle timeout before a health PING.
-pub const DEFAULT_KEEPALIVE_INTERVAL: GoDuration = GoDuration::from_secs(30);
-/// client-go's HTTP/2 PING timeout.
-pub const DEFAULT_KEEPALIVE_TIMEOUT: GoDuration = GoDuration::from_secs(15);
-/// Go's `http.Transport` idle connection timeout.
-pub const DEFAULT_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(90);
-/// Non-watch requests in flight on every connection to an apiserver before another is opened.
-pub const DEFAULT_SPREAD_STREAMS: u32 = 16;
-/// Connections per apiserver opened to share load.
-pub const DEFAULT_MAX_CONNECTIONS_PER_APISERVER: u32 = 4;
-/// Streams per HTTP/2 connection before kprox opens another (Go's default server allows 250,
-/// the apiserver 1000 by default; staying below both leaves room for watches).
-pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
 /// More runtime threads than this is a typo, not a machine.
 const MAX_WORKER_THREADS: u64 = 1024;
-
-/// The admin listener: next to kubectl proxy's 8001.
-pub const DEFAULT_ADMIN_ADDRESS: &str = "127.0.0.1:8002";
-/// Log filter.
-pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// Tells which source set a key, for error messages.
 pub trait OriginOf {
@@ -636,49 +543,6 @@ fn check_server_url(text: &str) -> Result<(), String> {
         return Err(format!("`{text}` must not carry a query or fragment"));
     }
     Ok(())
-}
-
-/// Prints an optional path as kubectl prints an unset string flag: empty.
-pub(crate) fn path_or_empty<S: Serializer>(
-    value: &Option<PathBuf>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.serialize_str(
-        &value
-            .as_deref()
-            .map(Path::display)
-            .map(|d| d.to_string())
-            .unwrap_or_default(),
-    )
-}
-
-/// Prints a disabled address as `off`.
-pub(crate) fn addr_or_off<S: Serializer>(
-    value: &Option<std::net::SocketAddr>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(addr) => s.collect_str(addr),
-        None => s.serialize_str("off"),
-    }
-}
-
-/// Prints a path.
-pub(crate) fn path_buf<S: Serializer>(value: &Path, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&value.display())
-}
-
-/// Prints a secret as `<redacted>` when set, empty when not.
-pub(crate) fn redacted<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(if value.is_some() { "<redacted>" } else { "" })
-}
-
-/// Prints an optional string as empty when unset.
-pub(crate) fn string_or_empty<S: Serializer>(
-    value: &Option<String>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.serialize_str(value.as_deref().unwrap_or_default())
 }
 
 #[cfg(test)]

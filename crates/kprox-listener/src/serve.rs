@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -19,8 +19,9 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::body::{IncomingBody, ProxyBody};
+use crate::body::IncomingBody;
 use crate::client_io::{ClientIo, ClientSocket, ConnectionState, ConnectionTimeouts, ExchangeBody};
+use crate::handler::Handler;
 use crate::request_head::HeadLimits;
 use crate::rewind::Rewind;
 use crate::watch_path::{self, Answered, FirstRead};
@@ -90,15 +91,6 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.connections_open().dec();
     }
-}
-
-/// Handles one request; `client` is the peer IP for TCP connections.
-pub trait Handler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        request: Request<IncomingBody>,
-        client: Option<IpAddr>,
-    ) -> impl Future<Output = Response<ProxyBody>> + Send;
 }
 
 /// Serves connections until `shutdown` resolves, then lets open connections finish the

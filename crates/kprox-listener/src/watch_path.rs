@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::body::{IncomingBody, ProxyBody};
 use crate::client_io::{ClientIo, ClientSocket, ConnectionState, InFlight};
-use crate::serve::Handler;
+use crate::handler::Handler;
 
 /// What the first read on a connection held.
 pub(crate) enum FirstRead {

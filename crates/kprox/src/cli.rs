@@ -196,6 +196,16 @@ fn regex_list(value: &Option<String>) -> Option<Vec<String>> {
 }
 
 impl ProxyFlags {
+    /// The layered configuration for these flags: defaults, the `--config` file, `KPROX_*`
+    /// variables, then the flags. Loaded at start and again by every reload.
+    pub fn load_config(&self) -> anyhow::Result<kprox_config::Config> {
+        Ok(kprox_config::load(&kprox_config::Sources {
+            file: self.config.as_deref(),
+            environment: true,
+            flags: self.to_raw(),
+        })?)
+    }
+
     /// The flags the user typed, as the top configuration layer.
     pub fn to_raw(&self) -> RawConfig {
         let listen = RawListen {

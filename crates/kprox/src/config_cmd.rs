@@ -21,7 +21,7 @@ pub fn print(config: anyhow::Result<Config>) -> anyhow::Result<()> {
             );
             println!(
                 "#   servers: {}",
-                crate::wiring::servers(&config, &access).join(", ")
+                crate::assembly::servers(&config, &access).join(", ")
             );
             println!(
                 "#   credential: {} (value redacted)",
@@ -71,11 +71,12 @@ pub async fn check(config: anyhow::Result<Config>) -> anyhow::Result<()> {
             path.display()
         );
     }
-    for server in crate::wiring::servers(&config, &access) {
+    for server in crate::assembly::servers(&config, &access) {
         kprox_upstream::Endpoint::parse(&server)?;
         let mut one = config.clone();
         one.upstream.servers = vec![server.clone()];
-        let stack = crate::wiring::build(&one, &access).await?;
+        let parts = crate::assembly::assemble(&one, &access).await?;
+        let stack = crate::wiring::build(&one, &access, &parts).await?;
         let status = stack
             .probe("/version")
             .await

@@ -1,60 +1,91 @@
 //! Live reload, on SIGHUP and when the config file or kubeconfig changes: new apiservers,
 //! filters, credentials, TLS material and log level take effect without dropping a connection
-//! or a request in flight. An invalid new configuration is refused with one log line and the
-//! previous one keeps serving. Listening addresses need a restart (said in the log).
+//! or a request in flight. The new parts are assembled exactly as start-up assembles them
+//! (assembly.rs) and applied whole; when any part fails, the reload is refused with one log
+//! line and the previous configuration keeps serving. Listening addresses need a restart
+//! (said in the log).
 //!
 //! Without `--follow-context`, the context kprox started with stays selected even if the
 //! kubeconfig's current-context changes; with it, kprox follows `kubectl config use-context`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use kprox_auth::{ClusterAccess, Credentials};
 use kprox_config::Config;
-use kprox_listener::{Filter, Pipeline};
+use kprox_listener::Pipeline;
 use kprox_upstream::Upstream;
+use tokio_util::sync::CancellationToken;
 
+use crate::assembly::{Parts, assemble};
 use crate::cli::ProxyFlags;
-use crate::reload::TlsFiles;
-use crate::run::load_config;
+use crate::lifecycle::Tasks;
+use crate::tls_source::{TlsInputs, TlsSource};
 use crate::wiring::Stack;
 
-/// What a reload changes.
+/// The running configuration, and what a reload replaces in the stack.
 pub struct Reloader {
-    flags: ProxyFlags,
+    /// What the configuration is loaded from; `None` when it cannot be reloaded (the demo).
+    flags: Option<ProxyFlags>,
     config: Config,
-    access: ClusterAccess,
     /// The context pinned at start when not following the kubeconfig's current-context.
     pinned_context: Option<String>,
     upstream: Arc<Upstream>,
     pipeline: Arc<Pipeline>,
     credentials: Arc<arc_swap::ArcSwap<Credentials>>,
-    tls_epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// What the TLS settings in force were made of.
+    tls_inputs: Option<TlsInputs>,
+    /// Ends the TLS follower of the configuration in force.
+    follower: CancellationToken,
+    /// Spawns the followers (they end at shutdown).
+    tasks: Tasks,
 }
 
 impl Reloader {
-    pub fn new(flags: &ProxyFlags, config: &Config, access: &ClusterAccess, stack: &Stack) -> Self {
+    /// Takes over the start-up configuration and starts following its TLS material.
+    pub fn start(
+        flags: Option<&ProxyFlags>,
+        config: &Config,
+        access: &ClusterAccess,
+        parts: Parts,
+        stack: &Stack,
+        tasks: &Tasks,
+    ) -> Self {
         let pinned_context = (!config.kubeconfig.follow_context
             && config.kubeconfig.context.is_none()
             && !access.context.is_empty())
         .then(|| access.context.clone());
-        Self {
-            flags: flags.clone(),
+        let mut reloader = Self {
+            flags: flags.cloned(),
             config: config.clone(),
-            access: access.clone(),
             pinned_context,
             upstream: stack.upstream.clone(),
             pipeline: stack.pipeline.clone(),
-            credentials: stack.credentials_handle.clone(),
-            tls_epoch: stack.tls_epoch.clone(),
+            credentials: stack.credentials.clone(),
+            tls_inputs: None,
+            follower: tasks.child(),
+            tasks: tasks.clone(),
+        };
+        reloader.tls_inputs = parts.tls.as_ref().map(TlsSource::inputs);
+        reloader.follow(parts.tls);
+        reloader
+    }
+
+    /// Follows `tls` (its files and exec-plugin renewals) until the next reload or shutdown.
+    fn follow(&mut self, tls: Option<TlsSource>) {
+        self.follower.cancel();
+        self.follower = self.tasks.child();
+        if let Some(tls) = tls {
+            let every = self.config.kubeconfig.reload_interval.get();
+            let follow = tls.follow(self.upstream.clone(), every, self.follower.clone());
+            self.tasks.spawn_until(self.follower.clone(), follow);
         }
     }
 
     /// The files whose change triggers a reload: the config file and the kubeconfig(s).
     fn watched_files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = self.flags.config.iter().cloned().collect();
+        let mut files: Vec<PathBuf> = self.flags.iter().filter_map(|f| f.config.clone()).collect();
         match &self.config.kubeconfig.path {
             Some(path) => files.push(path.clone()),
             None => match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
@@ -74,99 +105,77 @@ impl Reloader {
             .collect()
     }
 
-    /// Loads everything anew and applies what changed; refuses (and logs why) on any error.
+    /// Loads and assembles everything anew, then applies it; refuses (and logs why) on any
+    /// error, before anything changed.
     pub async fn reload(&mut self, why: &str) {
-        let mut config = match load_config(&self.flags) {
-            Ok(config) => config,
+        let (config, access, parts) = match self.assemble().await {
+            Ok(assembled) => assembled,
             Err(error) => {
-                tracing::error!(error = %format!("{error:#}"), trigger = why, "reload refused: the new configuration is invalid; the previous one keeps serving");
+                tracing::error!(error = %format!("{error:#}"), trigger = why, "reload refused: the previous configuration keeps serving");
                 return;
             }
         };
-        if config.kubeconfig.context.is_none() {
-            config.kubeconfig.context = self.pinned_context.clone();
-        }
-        let access = match kprox_auth::load(&config.kubeconfig) {
-            Ok(access) => access,
-            Err(error) => {
-                tracing::error!(%error, trigger = why, "reload refused: the kubeconfig cannot be used; the previous one keeps serving");
-                return;
-            }
-        };
-        let servers = crate::wiring::servers(&config, &access);
-        let plain_http = servers.iter().any(|s| s.starts_with("http://"));
-        let credentials = if plain_http {
-            Ok(Credentials::none())
-        } else {
-            match Credentials::start(&access.credential).await {
-                Ok(c) => c.with_impersonation(&access.impersonation),
-                Err(e) => Err(e),
-            }
-        };
-        let credentials = match credentials {
-            Ok(credentials) => credentials,
-            Err(error) => {
-                tracing::error!(%error, trigger = why, "reload refused: the new credentials cannot be loaded; the previous ones keep serving");
-                return;
-            }
-        };
-        let filter = match Filter::new(&config.filter) {
-            Ok(filter) => filter,
-            Err(error) => {
-                tracing::error!(%error, trigger = why, "reload refused: a filter does not compile");
-                return;
-            }
-        };
-        if let Err(error) = kprox_telemetry::set_log_level(&config.log.level) {
-            tracing::error!(%error, trigger = why, "reload refused: invalid log level");
-            return;
-        }
-        if let Err(error) = self.upstream.set_servers(&servers) {
+        // Nothing below fails: the servers were parsed and the TLS material read by assemble.
+        if let Err(error) = self.upstream.set_servers(&parts.servers) {
             tracing::error!(%error, trigger = why, "reload refused: the apiserver list cannot be used");
             return;
         }
-        let tls_changed = access.trust.roots != self.access.trust.roots
-            || access.trust.server_name != self.access.trust.server_name
-            || access.trust.insecure != self.access.trust.insecure
-            || access.identity.as_ref().map(|i| &i.chain)
-                != self.access.identity.as_ref().map(|i| &i.chain)
-            || access.trust.ca_file != self.access.trust.ca_file
-            || access.identity_files != self.access.identity_files;
-        if tls_changed && !plain_http {
-            let settings = kprox_upstream::TlsSettings {
-                roots: access.trust.roots.clone(),
-                server_name: access.trust.server_name.clone(),
-                insecure: access.trust.insecure,
-                identity: access
-                    .identity
-                    .as_ref()
-                    .map(|i| (i.chain.clone(), i.key.expose().clone_key())),
-            };
-            if let Err(error) = self.upstream.reload_tls(&settings) {
+        let inputs = parts.tls.as_ref().map(TlsSource::inputs);
+        if inputs != self.tls_inputs
+            && let Some(tls) = &parts.tls
+        {
+            // New settings drain the connections made with the old ones.
+            let applied = tls.settings().and_then(|settings| {
+                self.upstream
+                    .reload_tls(&settings)
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(error) = applied {
                 tracing::error!(%error, "new TLS settings refused; the previous ones stay");
             }
-            // The old configuration's file watcher stops; the new one's starts.
-            let epoch = self.tls_epoch.fetch_add(1, Ordering::AcqRel) + 1;
-            if let Some(files) = TlsFiles::of(&access) {
-                tokio::spawn(files.watch(
-                    Arc::downgrade(&self.upstream),
-                    config.kubeconfig.reload_interval.get(),
-                    self.tls_epoch.clone(),
-                    epoch,
-                ));
-            }
         }
-        self.credentials.store(Arc::new(credentials));
-        self.pipeline.set_filter(filter);
+        self.tls_inputs = inputs;
+        self.credentials.store(Arc::new(parts.credentials.clone()));
+        self.pipeline.set_filter(parts.filter.clone());
+        self.follow(parts.tls);
         if config.listen != self.config.listen || config.admin != self.config.admin {
             tracing::warn!("listening addresses changed; they take effect at the next restart");
         }
-        tracing::info!(trigger = why, context = %access.context, servers = ?servers, "configuration reloaded");
+        let without_servers = |config: &Config| {
+            let mut upstream = config.upstream.clone();
+            upstream.servers.clear();
+            upstream
+        };
+        if without_servers(&config) != without_servers(&self.config) {
+            tracing::info!(
+                "apiserver connection settings other than the server list take effect at the next restart"
+            );
+        }
+        tracing::info!(trigger = why, context = %access.context, servers = ?parts.servers, "configuration reloaded");
         self.config = config;
-        self.access = access;
     }
 
-    /// Reloads on SIGHUP and whenever a watched file changes, until the process ends.
+    /// The new configuration, cluster access and parts, each step as at start-up.
+    async fn assemble(&self) -> anyhow::Result<(Config, ClusterAccess, Parts)> {
+        use anyhow::Context as _;
+        let flags = self
+            .flags
+            .as_ref()
+            .context("this configuration cannot be reloaded")?;
+        let mut config = flags
+            .load_config()
+            .context("the new configuration is invalid")?;
+        if config.kubeconfig.context.is_none() {
+            config.kubeconfig.context = self.pinned_context.clone();
+        }
+        let access =
+            kprox_auth::load(&config.kubeconfig).context("the kubeconfig cannot be used")?;
+        let parts = assemble(&config, &access).await?;
+        kprox_telemetry::set_log_level(&config.log.level).context("invalid log level")?;
+        Ok((config, access, parts))
+    }
+
+    /// Reloads on SIGHUP and whenever a watched file changes, until `stop`.
     pub async fn run(mut self, mut hangup: tokio::signal::unix::Signal) {
         let every = self
             .config

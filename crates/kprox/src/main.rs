@@ -4,15 +4,17 @@
 //! print|check` inspects the configuration. Errors are printed as one line on stderr with a
 //! non-zero exit status.
 
+mod assembly;
 mod cli;
 mod config_cmd;
 mod demo;
+mod lifecycle;
 mod live_reload;
-mod reload;
 mod run;
 mod shell_docs;
 mod status;
 mod systemd;
+mod tls_source;
 mod unix_socket;
 mod wiring;
 
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Loaded once, before the runtime, whose shape it sets. A configuration that does not load
     // is reported by the command itself (the runtime then has its default shape).
-    let config = run::load_config(&cli.flags);
+    let config = cli.flags.load_config();
     let worker_threads = config
         .as_ref()
         .map_or(0, |config| config.runtime.worker_threads);

@@ -1,25 +1,20 @@
-//! `kprox [flags]`: load config and kubeconfig, build the stack, print the startup line that
-//! scripts parse, serve until SIGINT or SIGTERM.
+//! `kprox [flags]`: load config and kubeconfig, assemble and build the stack, print the
+//! startup line that scripts parse, serve until SIGINT or SIGTERM, then shut down in order
+//! under one [`Lifecycle`].
 
 use std::io::Write as _;
-
 use std::sync::Arc;
+use std::time::Duration;
 
-use kprox_config::{Config, Sources};
+use kprox_config::Config;
+use tokio_util::sync::CancellationToken;
 
-use crate::status::LiveStatus;
-
+use crate::assembly::assemble;
 use crate::cli::ProxyFlags;
+use crate::lifecycle::Lifecycle;
+use crate::live_reload::Reloader;
+use crate::status::LiveStatus;
 use crate::wiring;
-
-/// Loads the layered configuration for these flags.
-pub fn load_config(flags: &ProxyFlags) -> anyhow::Result<Config> {
-    Ok(kprox_config::load(&Sources {
-        file: flags.config.as_deref(),
-        environment: true,
-        flags: flags.to_raw(),
-    })?)
-}
 
 /// Runs the proxy with `config`, loaded from `flags` (which live reload loads again).
 pub async fn run(flags: &ProxyFlags, config: anyhow::Result<Config>) -> anyhow::Result<()> {
@@ -29,19 +24,21 @@ pub async fn run(flags: &ProxyFlags, config: anyhow::Result<Config>) -> anyhow::
     serve_then(&config, &access, Some(flags), |_| {}).await
 }
 
-/// Builds the stack for `access`, binds, announces and serves until a signal.
-/// Like [`serve`], calling `on_serving` with the bound address once the startup line is out.
+/// Assembles and builds the stack for `access`, binds, announces and serves until a signal,
+/// calling `on_serving` with the bound address once the startup line is out. Reloads from
+/// `reload_with` when given.
 pub async fn serve_then(
     config: &Config,
     access: &kprox_auth::ClusterAccess,
-    reload_with: Option<&crate::cli::ProxyFlags>,
+    reload_with: Option<&ProxyFlags>,
     on_serving: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
     // Bound first: a busy address is the likeliest start-up failure, and it is reported
     // before any work (or log line) of the stack's.
     let listener = wiring::bind(config).await?;
     let admin = wiring::bind_admin(config).await?;
-    let stack = wiring::build(config, access).await?;
+    let parts = assemble(config, access).await?;
+    let stack = wiring::build(config, access, &parts).await?;
     tracing::info!(
         worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "runtime ready"
@@ -51,47 +48,44 @@ pub async fn serve_then(
             "request filter is disabled, this is dangerous: any web page you visit can use your cluster credentials (XSRF)"
         );
     }
+    let lifecycle = Lifecycle::default();
+    let tasks = lifecycle.tasks();
+    let stopping = tasks.stopping();
     let shutdown = shutdown_signal()?;
     // Registered before the startup line so that SIGHUP never kills kprox.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    if let Some(flags) = reload_with {
-        tokio::spawn(crate::live_reload::Reloader::new(flags, config, access, &stack).run(hangup));
+    let reloader = Reloader::start(reload_with, config, access, parts, &stack, &tasks);
+    if reload_with.is_some() {
+        tasks.spawn(reloader.run(hangup));
     }
-    let shutting_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // One signal stops both listeners; the admin listener keeps answering (503 on /readyz)
-    // until the proxy has drained.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let (stop_admin, admin_stopped) = tokio::sync::watch::channel(false);
-    let when_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    };
+    // The admin listener keeps answering (503 on /readyz) until the proxy has drained.
+    let admin_stop = CancellationToken::new();
     if let Some(admin) = admin {
         let address = admin.local_addr()?;
         let source = Arc::new(LiveStatus {
             upstream: stack.upstream.clone(),
-            credentials: stack.credentials_handle.clone(),
+            credentials: stack.credentials.clone(),
             client_token: stack.client_token.clone(),
             tunnels: stack.tunnels.clone(),
             listening_on: listener.describe(),
             started: std::time::Instant::now(),
-            shutting_down: shutting_down.clone(),
+            shutting_down: stopping.clone(),
         });
-        tokio::spawn(kprox_telemetry::admin::serve(
+        tasks.spawn_to_end(kprox_telemetry::admin::serve(
             admin,
             stack.metrics.clone(),
             source,
-            when_stopped(admin_stopped),
+            admin_stop.clone().cancelled_owned(),
         ));
         // On stderr, so stdout keeps kubectl proxy's single startup line.
         eprintln!("Admin listener on http://{address} (status page, /metrics, /livez, /readyz)");
     }
     {
-        let shutting_down = shutting_down.clone();
-        tokio::spawn(async move {
+        let stopping = stopping.clone();
+        tasks.spawn(async move {
             shutdown.await;
             crate::systemd::stopping();
-            shutting_down.store(true, std::sync::atomic::Ordering::Relaxed);
-            stop.send_replace(true);
+            stopping.cancel();
         });
     }
     // kubectl proxy's exact line; scripts parse it to learn the port.
@@ -104,29 +98,40 @@ pub async fn serve_then(
     {
         let upstream = stack.upstream.clone();
         let address = listener.describe();
-        tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        tasks.spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while !upstream.heard_from_an_apiserver() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             crate::systemd::ready(&format!("serving on {address}"));
         });
         crate::systemd::start_watchdog();
     }
+    drop(tasks);
     tracing::info!(address = %listener.describe(), "serving");
+    // Stops accepting at the signal, drains requests in flight (ending watches) within the
+    // grace period.
     kprox_listener::serve(
         listener,
         stack.pipeline.clone(),
         stack.serve_settings,
-        when_stopped(stopped),
+        stopping.cancelled_owned(),
     )
     .await;
     stack.pipeline.forwarder().tunnels().close_all();
-    stop_admin.send_replace(true);
+    admin_stop.cancel();
     if let Some(path) = &config.listen.unix_socket {
         let _ = std::fs::remove_file(path);
     }
-    tracing::info!("stopped");
+    lifecycle.stop();
+    if tokio::time::timeout(Duration::from_secs(5), lifecycle.finished())
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopped with background work still running after 5 s");
+    } else {
+        tracing::info!("stopped: every background task finished");
+    }
     Ok(())
 }
 

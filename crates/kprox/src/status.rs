@@ -20,7 +20,7 @@ pub struct LiveStatus {
     pub listening_on: String,
     pub started: Instant,
     /// Set when shutdown starts: kprox is no longer ready.
-    pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    pub shutting_down: tokio_util::sync::CancellationToken,
 }
 
 impl StatusSource for LiveStatus {
@@ -74,7 +74,7 @@ impl StatusSource for LiveStatus {
             tunnels_open: self.tunnels.open() as u64,
             credential: CredentialStatus {
                 source: self.credentials.load().describe().to_owned(),
-                expiry: "none (static or re-read from its file)".to_owned(),
+                expiry: expiry_text(self.credentials.load().expires_at()),
             },
             endpoints: self
                 .upstream
@@ -114,15 +114,47 @@ impl StatusSource for LiveStatus {
     }
 
     fn ready(&self) -> Result<(), String> {
-        if self
-            .shutting_down
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if self.shutting_down.is_cancelled() {
             return Err("shutting down".to_owned());
         }
         if !self.upstream.any_up() {
             return Err("no apiserver is in rotation".to_owned());
         }
         Ok(())
+    }
+}
+
+/// How the status page says when the credential in force expires.
+fn expiry_text(expires_at: Option<std::time::SystemTime>) -> String {
+    let Some(at) = expires_at else {
+        return "none (static or re-read from its file)".to_owned();
+    };
+    match at.duration_since(std::time::SystemTime::now()) {
+        Ok(left) => format!("expires in {} s (renewed ahead of time)", left.as_secs()),
+        Err(past) => format!(
+            "expired {} s ago (renewed on next use)",
+            past.duration().as_secs()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn the_expiry_reads_as_time_left_or_past() {
+        assert!(expiry_text(None).starts_with("none"));
+        let soon = expiry_text(Some(SystemTime::now() + Duration::from_secs(90)));
+        assert!(
+            soon.starts_with("expires in 89 s") || soon.starts_with("expires in 90 s"),
+            "{soon}"
+        );
+        let past = expiry_text(Some(SystemTime::now() - Duration::from_secs(30)));
+        assert!(
+            past.starts_with("expired 30 s ago") || past.starts_with("expired 29 s ago"),
+            "{past}"
+        );
     }
 }

@@ -1,21 +1,23 @@
-//! Assembles kprox from its validated configuration: kubeconfig → credentials and TLS →
-//! upstream → request path → listener. The whole stack is built here, in one readable place.
+//! Builds the running stack from the assembled parts (assembly.rs): upstream → request path →
+//! listener settings, and binds the listeners. Nothing here starts background work; run.rs
+//! does, under its lifecycle.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use http::Request;
 use kprox_auth::{ClusterAccess, CredentialSpec, Credentials};
+
+use crate::assembly::Parts;
+use crate::tls_source::TlsSource;
 use kprox_config::Config;
 use kprox_listener::{
-    ClientToken, Filter, ForwardSettings, Forwarder, Listener, Pipeline, ServeSettings,
-    StaticFiles, Tunnels,
+    ClientToken, ForwardSettings, Forwarder, Listener, Pipeline, ServeSettings, StaticFiles,
+    Tunnels,
 };
 use kprox_telemetry::Metrics;
-use kprox_upstream::{
-    ConnectSettings, HealthSettings, RetrySettings, TlsSettings, Upstream, UpstreamSettings,
-};
+use kprox_upstream::{ConnectSettings, HealthSettings, RetrySettings, Upstream, UpstreamSettings};
 use tokio::net::TcpListener;
 
 /// Everything built and ready to serve.
@@ -23,69 +25,29 @@ use tokio::net::TcpListener;
 pub struct Stack {
     pub pipeline: Arc<Pipeline>,
     pub upstream: Arc<Upstream>,
-    pub credentials: Credentials,
     /// The credentials in force, swapped by a live reload.
-    pub credentials_handle: Arc<arc_swap::ArcSwap<Credentials>>,
-    /// Bumped by a live reload so file watchers of the old configuration stop.
-    pub tls_epoch: Arc<std::sync::atomic::AtomicU64>,
+    pub credentials: Arc<arc_swap::ArcSwap<Credentials>>,
     pub client_token: Option<Credentials>,
     pub tunnels: Arc<Tunnels>,
     pub metrics: Arc<Metrics>,
     pub serve_settings: ServeSettings,
 }
 
-/// The apiserver URLs: configured ones, else the kubeconfig cluster's server.
-pub fn servers(config: &Config, access: &ClusterAccess) -> Vec<String> {
-    if config.upstream.servers.is_empty() {
-        vec![access.server.clone()]
-    } else {
-        config.upstream.servers.clone()
-    }
-}
-
-/// Builds the upstream and the request path.
-pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<Stack> {
-    let servers = servers(config, access);
-    let plain_http = servers.iter().any(|s| s.starts_with("http://"));
-    if access.trust.insecure {
-        tracing::warn!(
-            cluster = %access.cluster,
-            "insecure-skip-tls-verify is set: the apiserver's identity is NOT verified and anyone on the network path can read and change your traffic, credentials included"
-        );
-    }
-    // Credentials never travel in clear text.
-    let credentials = if plain_http {
-        if !matches!(access.credential, CredentialSpec::None) || access.identity.is_some() {
-            tracing::warn!(
-                "the apiserver URL is plain http://: kprox will not send credentials to it"
-            );
-        }
-        Credentials::none()
-    } else {
-        Credentials::start(&access.credential)
-            .await
-            .context("loading credentials")?
-            .with_impersonation(&access.impersonation)?
-    };
-    tracing::info!(
-        context = %access.context, cluster = %access.cluster, user = %access.user,
-                credential = credentials.describe(), client_certificate = access.identity.is_some(),
-        impersonating = credentials.impersonating(),
-        servers = ?servers, "upstream selected"
-    );
-
+/// Builds the upstream and the request path from the assembled `parts`.
+pub async fn build(
+    config: &Config,
+    access: &ClusterAccess,
+    parts: &Parts,
+) -> anyhow::Result<Stack> {
     // Shared by the request path and the health checks; a live reload replaces it.
-    let credentials_handle = Arc::new(arc_swap::ArcSwap::from_pointee(credentials.clone()));
-    let tls = (!plain_http).then(|| TlsSettings {
-        roots: access.trust.roots.clone(),
-        server_name: access.trust.server_name.clone(),
-        insecure: access.trust.insecure,
-        // An exec plugin's client certificate wins over the kubeconfig's.
-        identity: credentials
-            .client_identity()
-            .or_else(|| access.identity.clone())
-            .map(|i| (i.chain, i.key.expose().clone_key())),
-    });
+    let credentials = Arc::new(arc_swap::ArcSwap::from_pointee(parts.credentials.clone()));
+    let tls = parts
+        .tls
+        .as_ref()
+        .map(TlsSource::settings)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("TLS material: {e}"))?;
+    let servers = parts.servers.clone();
     let upstream_config = &config.upstream;
     let upstream = Upstream::new(UpstreamSettings {
         servers,
@@ -131,7 +93,7 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
             max_attempts: usize::try_from(upstream_config.max_attempts).unwrap_or(3),
         },
         authorize: {
-            let credentials = credentials_handle.clone();
+            let credentials = credentials.clone();
             Arc::new(move |headers: &mut http::HeaderMap| credentials.load().apply(headers))
         },
         watch_resume: upstream_config.watch_resume,
@@ -156,75 +118,33 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
             read_timeout: limits.body_read_timeout.get(),
         },
     };
-    if forward.pass_client_credentials {
-        tracing::warn!(
-            "pass-client-credentials is on: clients' own Authorization and Impersonate-* headers reach the apiserver"
-        );
-    }
-    let mut filter = Filter::new(&config.filter).context("compiling the filters")?;
     let address = config.listen.address;
-    if config.listen.unix_socket.is_none() && !address.is_loopback() {
-        if config.listen.insecure_allow_unauthenticated_remote
-            && config.listen.client_ca_file.is_none()
-            && config.listen.client_token_file.is_none()
-        {
-            tracing::warn!(%address, "serving on a non-loopback address WITHOUT client authentication: anyone who reaches it acts with kprox's credentials");
-        }
-        if !address.is_unspecified() {
-            // Bound to a pod IP: clients name it in Host, so it is an accepted host.
-            let host = match address {
-                IpAddr::V6(v6) => format!("[{v6}]"),
-                IpAddr::V4(v4) => v4.to_string(),
-            };
-            filter.accept_host_exactly(&host);
-        }
+    if config.listen.unix_socket.is_none()
+        && !address.is_loopback()
+        && config.listen.insecure_allow_unauthenticated_remote
+        && config.listen.client_ca_file.is_none()
+        && config.listen.client_token_file.is_none()
+    {
+        tracing::warn!(%address, "serving on a non-loopback address WITHOUT client authentication: anyone who reaches it acts with kprox's credentials");
     }
     let static_files = config
         .www
         .dir
         .as_deref()
         .map(|dir| StaticFiles::new(dir, &config.www.prefix));
-    if credentials.client_identity().is_some() {
-        // Renewed exec-plugin certificates go to the TLS layer before the refresh completes.
-        let upstream_ref = Arc::downgrade(&upstream);
-        let trust = access.trust.clone();
-        credentials.on_identity_change(Box::new(move |identity| {
-            let Some(upstream) = upstream_ref.upgrade() else { return };
-            let settings = TlsSettings {
-                roots: trust.roots.clone(),
-                server_name: trust.server_name.clone(),
-                insecure: trust.insecure,
-                identity: Some((identity.chain.clone(), identity.key.expose().clone_key())),
-            };
-            if let Err(error) = upstream.reload_tls(&settings) {
-                tracing::warn!(%error, "the exec plugin's new client certificate cannot be used; keeping the previous");
-            }
-        }));
-    }
-    let tls_epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    if let Some(files) = crate::reload::TlsFiles::of(access)
-        && !plain_http
-    {
-        tokio::spawn(files.watch(
-            Arc::downgrade(&upstream),
-            config.kubeconfig.reload_interval.get(),
-            tls_epoch.clone(),
-            0,
-        ));
-    }
     let tunnels = Tunnels::new(config.listen.tunnel_idle_timeout.get());
     let servers: Vec<String> = upstream.endpoint_urls();
     let metrics = Arc::new(Metrics::new(&servers, env!("CARGO_PKG_VERSION")));
     let forwarder = Forwarder::new(
         upstream.clone(),
-        credentials_handle.clone(),
+        credentials.clone(),
         forward,
         tunnels.clone(),
         metrics.request_bytes().clone(),
     );
     let drain = Arc::new(kprox_listener::Drain::default());
     let mut pipeline = Pipeline::new(
-        filter,
+        parts.filter.clone(),
         config.listen.api_prefix.clone(),
         static_files,
         forwarder,
@@ -267,8 +187,6 @@ pub async fn build(config: &Config, access: &ClusterAccess) -> anyhow::Result<St
         pipeline,
         upstream,
         credentials,
-        credentials_handle,
-        tls_epoch,
         client_token,
         tunnels,
         metrics,
@@ -344,7 +262,7 @@ impl Stack {
                     .boxed(),
             )
             .unwrap_or_default();
-        self.credentials.apply(request.headers_mut());
+        self.credentials.load().apply(request.headers_mut());
         self.upstream.send(request).await.map(|r| r.status())
     }
 }
