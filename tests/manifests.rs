@@ -95,13 +95,37 @@ fn the_node_local_daemonset_discovers_the_control_plane_with_the_rbac_it_needs()
     );
     let container = &spec["containers"][0];
     check_kprox_container(container);
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    // Never kprox's identity for node agents: the kubelet's certificate through the TCP
+    // pass-through port, each agent's own token through the L7 port.
+    for arg in [
+        "--discover",
+        "--tcp-passthrough=127.0.0.1:7445",
+        "--client-credentials=forward",
+        "--port=7446",
+    ] {
+        assert!(args.contains(&arg), "{arg} missing from {args:?}");
+    }
     assert!(
-        container["args"]
-            .as_array()
-            .expect("args")
+        !args
             .iter()
-            .any(|a| a == "--discover")
+            .any(|a| a.starts_with("--pass-client-credentials")),
+        "{args:?}"
     );
+    // Every port kprox listens on is declared, and the probes use the admin port.
+    let ports: Vec<u64> = container["ports"]
+        .as_array()
+        .expect("ports")
+        .iter()
+        .filter_map(|p| p["containerPort"].as_u64())
+        .collect();
+    assert_eq!(ports, [7445, 7446, 7447]);
+    assert_eq!(container["readinessProbe"]["httpGet"]["port"], 7447);
     let role = kind(&docs, "Role");
     let rule = &role["rules"][0];
     assert_eq!(rule["apiGroups"][0], "discovery.k8s.io");

@@ -393,37 +393,14 @@ async fn a_protobuf_watch_list_broken_in_its_initial_events_gets_an_error_frame(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_watch_resumed_on_a_lagging_replica_moves_to_one_that_is_not() {
-    use kprox_testkit::{FakeApiServer, FakeCluster, FakeOptions};
-    use std::net::{IpAddr, Ipv4Addr};
-    let cluster = FakeCluster::start(3, support::TOKEN, |n| FakeOptions {
-        ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n as u8 + 1)),
-        ..Default::default()
-    })
-    .await
-    .expect("replicas");
-    let (replicas, store) = (&cluster.servers, &cluster.store);
-    for name in ["alpha", "beta"] {
-        store.add_pod("default", name).expect("pod");
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    cluster
-        .write_kubeconfig("three", &kubeconfig)
-        .expect("kubeconfig");
+    use kprox_testkit::FakeApiServer;
     // Ordered failover: the first replica serves while it is up, then the second, then the third.
-    let config = dir.path().join("kprox.toml");
-    std::fs::write(&config, "[upstream]\npolicy = \"failover\"\n").expect("config");
-    let kprox = Kprox::start(&[
-        "--kubeconfig",
-        &kubeconfig.display().to_string(),
-        "--server",
-        &cluster.server_list(),
-        "--config",
-        &config.display().to_string(),
-    ]);
+    let fixture = support::FailoverCluster::start(3, &["alpha", "beta"], &[]).await;
+    let kprox = &fixture.kprox;
+    let (replicas, store) = (&fixture.cluster.servers, &fixture.cluster.store);
     let rv = store.resource_version();
     let watch = curl_watch(
-        &kprox,
+        kprox,
         &format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}&timeoutSeconds=6"),
     );
     let deadline = Instant::now() + Duration::from_secs(10);

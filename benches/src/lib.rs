@@ -147,7 +147,23 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             // (20,000 sockets closing): let the machine settle before timing the next starts.
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        let kprox = Subject::kprox(&options.kprox, &kubeconfig, &options.launch)?;
+        // Its TCP pass-through port on a free port of its own: the same process, the same
+        // apiserver, TLS end to end between the load generator and the apiserver.
+        let passthrough_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let passthrough_address = format!("127.0.0.1:{passthrough_port}");
+        let kprox = Subject::kprox_with(
+            &options.kprox,
+            &kubeconfig,
+            &["--tcp-passthrough", &passthrough_address],
+            &options.launch,
+        )?;
+        let passthrough = Target::Tls {
+            addr: passthrough_address.parse()?,
+            config: Arc::new(tls_config(&server)?),
+            token: TOKEN.to_owned(),
+        };
         let kubectl = Subject::kubectl_proxy(&options.kubectl, &kubeconfig)?;
         let nginx_dir = tempfile::tempdir()?;
         let nginx = options
@@ -182,6 +198,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             let mut targets: Vec<(&str, Target, Option<&Subject>)> = vec![
                 ("direct", direct.clone(), None),
                 ("kprox", Target::Plain(kprox.address), Some(&kprox)),
+                ("kprox pass-through", passthrough.clone(), Some(&kprox)),
                 (
                     "kubectl proxy",
                     Target::Plain(kubectl.address),

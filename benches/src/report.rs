@@ -85,7 +85,13 @@ pub struct Summary {
 }
 
 /// Every target that can be measured, in the order tables and charts show them.
-pub const SUBJECTS: [&str; 4] = ["direct", "kprox", "kubectl proxy", "nginx"];
+pub const SUBJECTS: [&str; 5] = [
+    "direct",
+    "kprox",
+    "kprox pass-through",
+    "kubectl proxy",
+    "nginx",
+];
 
 impl Report {
     pub fn new(options: &Options) -> Self {
@@ -221,6 +227,10 @@ impl Report {
             let rps = |s: &Summary| s.requests_per_second;
             push("req/s kprox / kubectl proxy", rps(&kprox) / rps(&kubectl));
             push("req/s kprox / direct", rps(&kprox) / rps(&direct));
+            push(
+                "req/s kprox pass-through / direct",
+                rps(&of("kprox pass-through")) / rps(&direct),
+            );
             push("p99 kprox / kubectl proxy", kprox.p99_ms / kubectl.p99_ms);
             push(
                 "added p50 latency kprox / kubectl proxy",
@@ -314,7 +324,9 @@ impl Report {
     /// A grouped bar chart of requests per second, each workload scaled to its fastest target.
     pub fn to_svg(&self) -> String {
         let workloads = self.workloads();
-        let colours = ["#7a869a", "#2f7ed8", "#d9822b", "#3a9a5b"];
+        // One per entry of SUBJECTS.
+        let colours: [&str; SUBJECTS.len()] =
+            ["#7a869a", "#2f7ed8", "#9b59b6", "#d9822b", "#3a9a5b"];
         let subjects = self.subjects();
         let bars = subjects.len().max(1) as f64;
         let group_width = 30.0 + 55.0 * bars;
@@ -352,7 +364,7 @@ impl Report {
                 let _ = writeln!(
                     svg,
                     r##"<rect x="{x:.1}" y="{y:.1}" width="45" height="{h:.1}" fill="{}"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{value:.0}</text>"##,
-                    colours[i],
+                    colours[i % colours.len()],
                     x + 22.5,
                     y - 4.0
                 );
@@ -371,7 +383,7 @@ impl Report {
                 svg,
                 r##"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{subject}</text>"##,
                 height - 30.0,
-                colours[i],
+                colours[i % colours.len()],
                 x + 16.0,
                 height - 20.0
             );

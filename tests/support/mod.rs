@@ -133,6 +133,61 @@ impl Cluster {
     }
 }
 
+/// Several apiservers of one cluster on 127.0.0.1, 127.0.0.2, ... (one CA, one store, the
+/// test token), with kprox in front of all of them under the failover policy — the first
+/// apiserver serves while it is healthy, then the second — and `args`.
+pub struct FailoverCluster {
+    pub cluster: kprox_testkit::FakeCluster,
+    pub dir: tempfile::TempDir,
+    pub kprox: Kprox,
+}
+
+impl FailoverCluster {
+    pub async fn start(replicas: usize, pods: &[&str], args: &[&str]) -> Self {
+        use std::net::{IpAddr, Ipv4Addr};
+        let cluster = kprox_testkit::FakeCluster::start(replicas, TOKEN, |n| FakeOptions {
+            ip: IpAddr::V4(Ipv4Addr::new(
+                127,
+                0,
+                0,
+                u8::try_from(n + 1).expect("few replicas"),
+            )),
+            ..Default::default()
+        })
+        .await
+        .expect("apiservers");
+        for pod in pods {
+            cluster.store.add_pod("default", pod).expect("pod");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        cluster
+            .write_kubeconfig("cluster", &kubeconfig)
+            .expect("kubeconfig");
+        let config = dir.path().join("kprox.toml");
+        std::fs::write(&config, "[upstream]\npolicy = \"failover\"\n").expect("config");
+        let (kubeconfig, config) = (
+            kubeconfig.display().to_string(),
+            config.display().to_string(),
+        );
+        let mut all = vec![
+            "--kubeconfig",
+            kubeconfig.as_str(),
+            "--config",
+            config.as_str(),
+        ];
+        let servers = cluster.server_list();
+        all.extend(["--server", servers.as_str()]);
+        all.extend_from_slice(args);
+        let kprox = Kprox::start(&all);
+        Self {
+            cluster,
+            dir,
+            kprox,
+        }
+    }
+}
+
 /// A running kprox process; killed when dropped.
 pub struct Kprox {
     pub child: Child,

@@ -19,6 +19,23 @@ pub struct Config {
     pub log: LogConfig,
     pub admin: AdminConfig,
     pub runtime: RuntimeConfig,
+    pub passthrough: PassthroughConfig,
+}
+
+/// The TCP pass-through listener (`[passthrough]`): connections are spliced to an apiserver
+/// chosen by kprox's health checks and policy, with TLS left to the client and the apiserver,
+/// so a kubelet's or agent's client certificate reaches the apiserver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PassthroughConfig {
+    /// Address to accept TCP on (`--tcp-passthrough`); `None` (written `off`), the default,
+    /// serves none. The apiservers' certificates must name the address clients dial (such as
+    /// `127.0.0.1` or `localhost`).
+    #[serde(serialize_with = "crate::print_format::addr_or_off")]
+    pub address: Option<std::net::SocketAddr>,
+    /// Close the pass-through connections of an apiserver when health checks take it out of
+    /// rotation, so clients reconnect to a healthy one (as the k3s agent's load balancer does).
+    /// Default true.
+    pub close_on_ejection: bool,
 }
 
 /// The async runtime's shape; read once at start (changing it needs a restart).
@@ -69,6 +86,8 @@ pub const DEFAULT_API_PREFIX: &str = "/";
 pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(4 * 3600);
 /// Client connections at once.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
+/// kprox's own identity reaches the apiserver, as with kubectl proxy.
+pub const DEFAULT_CLIENT_CREDENTIALS: ClientCredentials = ClientCredentials::Strip;
 /// Time requests in flight get at shutdown (a pod's default grace period is 30 s).
 pub const DEFAULT_SHUTDOWN_GRACE: GoDuration = GoDuration::from_secs(25);
 
@@ -107,6 +126,9 @@ pub struct ListenConfig {
     /// minute); kprox checks it and removes it before forwarding.
     #[serde(serialize_with = "crate::print_format::path_or_empty")]
     pub client_token_file: Option<PathBuf>,
+    /// Whose identity reaches the apiserver: kprox's (`strip` clients' credentials and add
+    /// kprox's) or each client's own (`forward`). Default [`DEFAULT_CLIENT_CREDENTIALS`].
+    pub client_credentials: ClientCredentials,
     /// Client connections served at once; more are answered `503` with `Retry-After` and
     /// closed. Default [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: u32,
@@ -133,6 +155,20 @@ pub const DEFAULT_CLIENT_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(90);
 pub const DEFAULT_BODY_READ_TIMEOUT: GoDuration = GoDuration::from_secs(60);
 /// A response the client does not read.
 pub const DEFAULT_WRITE_TIMEOUT: GoDuration = GoDuration::from_secs(60);
+
+/// Whose identity the apiserver sees for a client's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCredentials {
+    /// Clients' `Authorization` and `Impersonate-*` headers are removed and kprox's
+    /// credentials added (kubectl proxy's model; `filter.pass_client_credentials` relaxes it).
+    Strip,
+    /// Each client's own `Authorization` goes to the apiserver and kprox adds nothing of its
+    /// own, neither a token nor a client certificate: a request without credentials arrives
+    /// anonymous. `Impersonate-*` headers are still removed. kprox's credentials serve only its
+    /// health checks and discovery. For node-local agents that authenticate with tokens.
+    Forward,
+}
 
 /// Limits and timeouts on client connections (`[listen.limits]`). Watches and exec/attach/
 /// port-forward tunnels are exempt from the request timeouts: a watch may wait hours for an

@@ -36,6 +36,19 @@ pub struct RawConfig {
     /// The async runtime's shape.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RawRuntime>,
+    /// The TCP pass-through listener (node-local mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passthrough: Option<RawPassthrough>,
+}
+
+/// `[passthrough]`: TCP connections spliced to a healthy apiserver, TLS untouched.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPassthrough {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_on_ejection: Option<bool>,
 }
 
 /// `[runtime]`: how many threads serve connections.
@@ -80,6 +93,8 @@ pub struct RawListen {
     pub client_ca_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_token_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_credentials: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -100,6 +100,18 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         tls_key_file,
         client_ca_file,
         client_token_file,
+        client_credentials: match listen.client_credentials.as_deref().map(str::trim) {
+            None => DEFAULT_CLIENT_CREDENTIALS,
+            Some("strip") => ClientCredentials::Strip,
+            Some("forward") => ClientCredentials::Forward,
+            Some(other) => {
+                return Err(err(
+                    "listen.client_credentials",
+                    format!("`{other}` is not a way to treat client credentials"),
+                    "write strip (kprox's identity, the default) or forward (each client's own)",
+                ));
+            }
+        },
         shutdown_grace: listen.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         max_connections: match listen.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS) {
             0 => {
@@ -420,6 +432,15 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         worker_threads: usize::try_from(worker_threads).unwrap_or(0),
     };
 
+    if listen.client_credentials == ClientCredentials::Forward && filter.pass_client_credentials {
+        return Err(err(
+            "listen.client_credentials",
+            "forward and filter.pass_client_credentials were both set".to_owned(),
+            "choose one: forward never adds kprox's credentials, pass_client_credentials adds them when a client sends none",
+        ));
+    }
+    let passthrough = passthrough(&err, raw.passthrough.clone().unwrap_or_default())?;
+
     Ok(Config {
         listen,
         filter,
@@ -429,6 +450,28 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         log,
         admin,
         runtime,
+        passthrough,
+    })
+}
+
+/// `[passthrough]`: an address with a port, or off.
+fn passthrough(
+    err: &dyn Fn(&str, String, &str) -> ConfigError,
+    raw: crate::raw::RawPassthrough,
+) -> Result<PassthroughConfig, ConfigError> {
+    let address = match raw.address.as_deref().map(str::trim) {
+        None | Some("off" | "") => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            err(
+                "passthrough.address",
+                format!("`{text}` is not an address with a port"),
+                "write HOST:PORT such as 127.0.0.1:6443, or off",
+            )
+        })?),
+    };
+    Ok(PassthroughConfig {
+        address,
+        close_on_ejection: raw.close_on_ejection.unwrap_or(true),
     })
 }
 

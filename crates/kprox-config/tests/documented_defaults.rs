@@ -37,6 +37,7 @@ fn every_key() -> Vec<String> {
         "upstream",
         "log",
         "admin",
+        "passthrough",
     ];
     let mut keys = Vec::new();
     for section in sections {

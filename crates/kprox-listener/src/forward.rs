@@ -25,11 +25,36 @@ use crate::{hop_by_hop, sanitise};
 pub struct ForwardSettings {
     /// Prepended to every forwarded path (`--append-server-path`); empty for none.
     pub server_path: String,
-    /// Forward the client's `Authorization` / `Impersonate-*` instead of removing them; kprox's
-    /// credential is then added only when the client sent none (kubectl proxy's behaviour).
-    pub pass_client_credentials: bool,
+    /// Whose identity the apiserver sees.
+    pub identity: Identity,
     /// The size and time limits on request bodies.
     pub body_limits: BodyLimits,
+}
+
+/// Whose credentials a forwarded request carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// kprox's: clients' `Authorization`, `Impersonate-*` and `X-Remote-*` are removed and
+    /// kprox's credential added (the default).
+    Kprox,
+    /// kubectl proxy's behaviour (`--pass-client-credentials`): the client's headers are kept,
+    /// and kprox's credential is added only when the client sent no `Authorization`.
+    ClientsWhenSent,
+    /// Each client's own (`--client-credentials forward`): its `Authorization` is kept,
+    /// identity claims (`Impersonate-*`, `X-Remote-*`) removed, and kprox adds nothing, so a
+    /// request without credentials arrives anonymous.
+    ClientsOnly,
+}
+
+impl Identity {
+    /// Whether kprox's credential goes on a request with these (client) headers.
+    fn adds_kproxs(self, headers: &HeaderMap) -> bool {
+        match self {
+            Self::Kprox => true,
+            Self::ClientsWhenSent => !headers.contains_key(header::AUTHORIZATION),
+            Self::ClientsOnly => false,
+        }
+    }
 }
 
 /// Forwards requests to the upstream with kprox's credentials.
@@ -119,7 +144,7 @@ impl Forwarder {
     /// nothing a client sends can remove or replace them.
     fn prepare(&self, headers: &mut HeaderMap, client: Option<IpAddr>) {
         self.prepare_without_credentials(headers, client);
-        if !(self.settings.pass_client_credentials && headers.contains_key(header::AUTHORIZATION)) {
+        if self.settings.identity.adds_kproxs(headers) {
             self.credentials().apply(headers);
         }
     }
@@ -127,8 +152,10 @@ impl Forwarder {
     /// Everything `prepare` does but adding kprox's credential.
     fn prepare_without_credentials(&self, headers: &mut HeaderMap, client: Option<IpAddr>) {
         hop_by_hop::strip(headers);
-        if !self.settings.pass_client_credentials {
-            sanitise::strip_client_credentials(headers);
+        match self.settings.identity {
+            Identity::Kprox => sanitise::strip_client_credentials(headers),
+            Identity::ClientsWhenSent => {}
+            Identity::ClientsOnly => sanitise::strip_identity_claims(headers),
         }
         if let Some(ip) = client {
             append_forwarded_for(headers, ip);
@@ -174,8 +201,7 @@ impl Forwarder {
         self.prepare_without_credentials(&mut parts.headers, client);
         // The upstream chooses HTTP/2 or HTTP/1.1 per connection and sets Host / :authority.
         parts.version = http::Version::HTTP_11;
-        let ours = !(self.settings.pass_client_credentials
-            && parts.headers.contains_key(header::AUTHORIZATION));
+        let ours = self.settings.identity.adds_kproxs(&parts.headers);
         let snapshot = self.credentials().fresh_snapshot().await;
 
         if !(ours && self.credentials().refreshable()) {

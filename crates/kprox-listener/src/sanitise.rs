@@ -8,6 +8,13 @@ use http::{HeaderMap, HeaderName, header};
 /// in a `HeaderMap`, so every spelling of `Impersonate-User` is caught.
 pub fn strip_client_credentials(headers: &mut HeaderMap) {
     headers.remove(header::AUTHORIZATION);
+    strip_identity_claims(headers);
+}
+
+/// Removes what claims an identity other than the credential's: `Impersonate-*` (which the
+/// apiserver honours for whoever the credential says may impersonate) and `X-Remote-*` (the
+/// front-proxy headers an apiserver trusts only from its front proxy's certificate).
+pub fn strip_identity_claims(headers: &mut HeaderMap) {
     let identity: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
@@ -52,7 +59,11 @@ mod tests {
             HeaderValue::from_static("admin"),
         );
         headers.append(header::ACCEPT, HeaderValue::from_static("*/*"));
+        let mut claims_only = headers.clone();
         strip_client_credentials(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
+        strip_identity_claims(&mut claims_only);
+        assert_eq!(claims_only.len(), 3, "{claims_only:?}");
+        assert_eq!(claims_only.get_all(header::AUTHORIZATION).iter().count(), 2);
     }
 }

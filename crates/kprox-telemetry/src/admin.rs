@@ -62,6 +62,8 @@ pub struct EndpointStatus {
     pub requests: u64,
     pub connections_open: u64,
     pub ejections: u64,
+    /// TCP pass-through connections open now.
+    pub passthrough_open: u64,
     pub last_error: String,
     pub last_error_seconds_ago: Option<u64>,
 }
@@ -184,12 +186,13 @@ pub fn render_page(status: &Status) -> String {
         };
         let _ = writeln!(
             rows,
-            "<tr class=\"{class}\" data-endpoint=\"{url}\"><td>{url}</td><td class=\"state\">{state}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{error}</td></tr>",
+            "<tr class=\"{class}\" data-endpoint=\"{url}\"><td>{url}</td><td class=\"state\">{state}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"passthrough\">{}</td><td class=\"error\">{error}</td></tr>",
             e.latency_ms,
             e.in_flight,
             e.requests,
             e.connections_open,
             e.ejections,
+            e.passthrough_open,
             url = escape(&e.url),
         );
     }
@@ -230,7 +233,7 @@ tr.down {{ background: #fdf1f0; }} .error {{ color: #7a4b00; font-size: .9em; }}
 <div class="card"><b>{tunnels}</b>tunnels open</div>
 </div>
 <h2>Apiservers</h2>
-<table id="endpoints"><thead><tr><th>endpoint</th><th>health</th><th>latency</th><th>in flight</th><th>requests</th><th>connections</th><th>ejections</th><th>last error</th></tr></thead>
+<table id="endpoints"><thead><tr><th>endpoint</th><th>health</th><th>latency</th><th>in flight</th><th>requests</th><th>connections</th><th>ejections</th><th>pass-through</th><th>last error</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
 <h2>Recent failovers</h2>

@@ -91,6 +91,13 @@ pub struct EndpointSnapshot {
     pub connections_opened: u64,
     pub tls_handshakes: u64,
     pub ejections: u64,
+    /// TCP pass-through connections open now, opened, and connects that failed.
+    pub passthrough_open: u64,
+    pub passthrough_opened: u64,
+    pub passthrough_failed: u64,
+    /// Bytes spliced by the pass-through connections, each way.
+    pub passthrough_bytes_to_apiserver: u64,
+    pub passthrough_bytes_to_client: u64,
 }
 
 /// One credential source's refresh counts.
@@ -126,6 +133,10 @@ pub struct Metrics {
     upstream_connections_opened: IntCounterVec,
     tls_handshakes: IntCounterVec,
     ejections: IntCounterVec,
+    passthrough_open: IntGaugeVec,
+    passthrough_opened: IntCounterVec,
+    passthrough_failed: IntCounterVec,
+    passthrough_bytes: IntCounterVec,
     retries: IntCounterVec,
     watch_resumes: IntCounter,
     watch_restarts: IntCounter,
@@ -298,6 +309,30 @@ impl Metrics {
                 "Times the apiserver was taken out of rotation (failovers away from it).",
                 &["endpoint"],
             ),
+            passthrough_open: gauge_vec(
+                &registry,
+                "kprox_passthrough_connections_open",
+                "TCP pass-through connections spliced to the apiserver now.",
+                &["endpoint"],
+            ),
+            passthrough_opened: counter_vec(
+                &registry,
+                "kprox_passthrough_connections_total",
+                "TCP pass-through connections spliced to the apiserver.",
+                &["endpoint"],
+            ),
+            passthrough_failed: counter_vec(
+                &registry,
+                "kprox_passthrough_connect_failures_total",
+                "TCP connects to the apiserver for a pass-through client that failed (the client moved on to the next apiserver).",
+                &["endpoint"],
+            ),
+            passthrough_bytes: counter_vec(
+                &registry,
+                "kprox_passthrough_bytes_total",
+                "Bytes spliced by TCP pass-through connections, by direction (to_apiserver, to_client).",
+                &["endpoint", "direction"],
+            ),
             retries: counter_vec(
                 &registry,
                 "kprox_upstream_retries_total",
@@ -444,6 +479,28 @@ impl Metrics {
             );
             advance(&self.tls_handshakes.with_label_values(&l), e.tls_handshakes);
             advance(&self.ejections.with_label_values(&l), e.ejections);
+            self.passthrough_open
+                .with_label_values(&l)
+                .set(i64::try_from(e.passthrough_open).unwrap_or(i64::MAX));
+            advance(
+                &self.passthrough_opened.with_label_values(&l),
+                e.passthrough_opened,
+            );
+            advance(
+                &self.passthrough_failed.with_label_values(&l),
+                e.passthrough_failed,
+            );
+            for (direction, total) in [
+                ("to_apiserver", e.passthrough_bytes_to_apiserver),
+                ("to_client", e.passthrough_bytes_to_client),
+            ] {
+                advance(
+                    &self
+                        .passthrough_bytes
+                        .with_label_values(&[e.url.as_str(), direction]),
+                    total,
+                );
+            }
         }
         advance(
             &self.retries.with_label_values(&["not_sent"]),

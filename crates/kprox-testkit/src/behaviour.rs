@@ -18,6 +18,10 @@ pub enum Behaviour {
     Status(u16),
     /// Sends response headers and half the body, then breaks the connection.
     CloseMidBody,
+    /// Up and serving, but not ready: `/readyz` fails (as while its informers sync or etcd is
+    /// unreachable) and every other request is served. It still accepts TCP, which is all a
+    /// TCP health check (KubePrism's, the k3s agent's) looks at.
+    Unready,
     /// Shutting down as the apiserver does with `--shutdown-send-retry-after`: `/readyz` fails
     /// and every other request gets 429 with `Retry-After: 5` and `Connection: close` (over
     /// HTTP/2, the connection is sent GOAWAY instead, as Go's server does); requests already

@@ -35,5 +35,5 @@ pub use kubeconfig::KubeconfigBuilder;
 pub use proxies::{ProxyKind, TunnelProxy};
 pub use raw_apiserver::RawApiServer;
 pub use routes::digest;
-pub use server::{FakeApiServer, FakeOptions, LoggedRequest};
+pub use server::{FakeApiServer, FakeOptions, Identity, LoggedRequest};
 pub use store::{HISTORY_LIMIT, Resource, Store, StoreError};

@@ -97,6 +97,34 @@ pub struct LoggedRequest {
     pub client_cert_der: Option<Vec<u8>>,
 }
 
+/// Who a request authenticated as, decided as the apiserver decides it: a verified client
+/// certificate first (its x509 authenticator runs before the token authenticators, so a
+/// certificate wins over any token on the same request), then a bearer token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// The leaf certificate (DER) the connection presented.
+    Certificate(Vec<u8>),
+    /// The bearer token the request carried (whether or not this fake accepts it).
+    Token(String),
+    Anonymous,
+}
+
+impl LoggedRequest {
+    /// Who the apiserver would take this request to be.
+    pub fn identity(&self) -> Identity {
+        if let Some(der) = &self.client_cert_der {
+            return Identity::Certificate(der.clone());
+        }
+        self.headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map_or(Identity::Anonymous, |token| {
+                Identity::Token(token.to_owned())
+            })
+    }
+}
+
 const LOG_CAPACITY: usize = 100_000;
 
 struct Shared {
@@ -537,6 +565,13 @@ async fn handle(
             ));
         }
         Behaviour::Blackhole => std::future::pending::<()>().await,
+        Behaviour::Unready if request.uri().path() == "/readyz" => {
+            return Ok(status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "[-]informer-sync failed: reason withheld\nreadyz check failed",
+            ));
+        }
         Behaviour::Draining if request.uri().path() == "/readyz" => {
             return Ok(status_response(
                 StatusCode::INTERNAL_SERVER_ERROR,

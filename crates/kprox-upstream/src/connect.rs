@@ -113,29 +113,7 @@ impl Connector {
         http1_only: bool,
     ) -> Result<Connection, UpstreamError> {
         let url = endpoint.url();
-        let tcp = tokio::time::timeout(self.settings.connect_timeout, self.dial(endpoint))
-            .await
-            .map_err(|_| {
-                UpstreamError::new(
-                    ErrorKind::ConnectTimeout,
-                    Sent::No,
-                    format!(
-                        "no TCP connection within {:?}",
-                        self.settings.connect_timeout
-                    ),
-                )
-                .at(url)
-            })?
-            .map_err(|e| {
-                UpstreamError::new(ErrorKind::Connect, Sent::No, format!("cannot connect: {e}"))
-                    .at(url)
-            })?;
-        // Small requests and watch events must not wait for Nagle.
-        let _ = tcp.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(Duration::from_secs(30))
-            .with_interval(Duration::from_secs(30));
-        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+        let tcp = self.tcp(endpoint).await?;
 
         if !endpoint.is_tls() {
             return self.handshake(TokioIo::new(tcp), false, endpoint).await;
@@ -179,6 +157,36 @@ impl Connector {
         self.tls_handshakes.fetch_add(1, Ordering::Relaxed);
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
         self.handshake(TokioIo::new(tls), h2, endpoint).await
+    }
+
+    /// A TCP connection to `endpoint` (through the proxy, if one is configured) within the
+    /// connect timeout, with Nagle off and keepalive on.
+    pub(crate) async fn tcp(&self, endpoint: &Endpoint) -> Result<TcpStream, UpstreamError> {
+        let url = endpoint.url();
+        let tcp = tokio::time::timeout(self.settings.connect_timeout, self.dial(endpoint))
+            .await
+            .map_err(|_| {
+                UpstreamError::new(
+                    ErrorKind::ConnectTimeout,
+                    Sent::No,
+                    format!(
+                        "no TCP connection within {:?}",
+                        self.settings.connect_timeout
+                    ),
+                )
+                .at(url)
+            })?
+            .map_err(|e| {
+                UpstreamError::new(ErrorKind::Connect, Sent::No, format!("cannot connect: {e}"))
+                    .at(url)
+            })?;
+        // Small requests and watch events must not wait for Nagle.
+        let _ = tcp.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(30));
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive);
+        Ok(tcp)
     }
 
     async fn dial(&self, endpoint: &Endpoint) -> std::io::Result<TcpStream> {

@@ -20,6 +20,7 @@ use crate::body::ResponseBody;
 use crate::connect::{ConnectSettings, Connection, Connector};
 use crate::error::{ErrorKind, Sent, chain};
 use crate::health::{Health, HealthSettings, Signal, State};
+use crate::passthrough_stats::{PassthroughCounts, PassthroughStats};
 use crate::pool::{Attempt, EndpointPool, PooledBody};
 use crate::retry::{self, Decision, Reason, RetryBudget, RetrySettings};
 use crate::served::Served;
@@ -69,16 +70,19 @@ impl std::fmt::Debug for UpstreamSettings {
 }
 
 #[derive(Debug)]
-struct EndpointState {
-    url: Arc<str>,
-    pool: Arc<EndpointPool>,
-    health: Health,
+pub(crate) struct EndpointState {
+    pub(crate) url: Arc<str>,
+    pub(crate) pool: Arc<EndpointPool>,
+    pub(crate) health: Health,
     load: Arc<Load>,
     /// The latest failure seen with this endpoint, for the status page.
     last_error: std::sync::Mutex<Option<(Instant, String)>>,
     /// Woken when the endpoint is taken out of rotation: replayable requests still waiting
-    /// for its answer are sent elsewhere (see `unless_ejected`).
-    ejected: tokio::sync::Notify,
+    /// for its answer are sent elsewhere (see `unless_ejected`), and pass-through
+    /// connections are closed.
+    pub(crate) ejected: tokio::sync::Notify,
+    /// TCP pass-through connections to this endpoint.
+    pub(crate) passthrough: Arc<PassthroughStats>,
 }
 
 /// A point-in-time view of one endpoint, for the status page and tests.
@@ -96,6 +100,8 @@ pub struct EndpointStatus {
     pub tls_handshakes: u64,
     /// When and what last went wrong.
     pub last_error: Option<(Instant, String)>,
+    /// TCP pass-through connections.
+    pub passthrough: PassthroughCounts,
 }
 
 /// An endpoint entering or leaving rotation.
@@ -371,6 +377,7 @@ impl Upstream {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .clone(),
+                passthrough: e.passthrough.snapshot(),
             })
             .collect()
     }
@@ -402,8 +409,17 @@ impl Upstream {
     }
 
     fn order(&self, endpoints: &[Arc<EndpointState>]) -> Vec<usize> {
+        self.order_by(endpoints, |e| &e.load)
+    }
+
+    /// The endpoints to try, in order, by the policy over the loads `load_of` gives.
+    pub(crate) fn order_by(
+        &self,
+        endpoints: &[Arc<EndpointState>],
+        load_of: impl Fn(&EndpointState) -> &Arc<Load>,
+    ) -> Vec<usize> {
         let up: Vec<bool> = endpoints.iter().map(|e| e.health.is_up()).collect();
-        let loads: Vec<Arc<Load>> = endpoints.iter().map(|e| e.load.clone()).collect();
+        let loads: Vec<Arc<Load>> = endpoints.iter().map(|e| load_of(e).clone()).collect();
         let preferred = self
             .preferred
             .as_deref()
@@ -432,14 +448,23 @@ impl Upstream {
         self.watch_restarts_told.load(Ordering::Relaxed)
     }
 
-    fn note_error(&self, endpoint: &EndpointState, error: &UpstreamError) {
+    /// The endpoints now.
+    pub(crate) fn endpoint_set(&self) -> Arc<Vec<Arc<EndpointState>>> {
+        self.endpoints.load_full()
+    }
+
+    pub(crate) fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    pub(crate) fn note_error(&self, endpoint: &EndpointState, error: &UpstreamError) {
         *endpoint
             .last_error
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), error.to_string()));
     }
 
-    fn record(&self, endpoint: &EndpointState, signal: Signal) {
+    pub(crate) fn record(&self, endpoint: &EndpointState, signal: Signal) {
         if let Some(state) = endpoint.health.record(signal) {
             let mut changes = self.changes.lock().unwrap_or_else(|p| p.into_inner());
             changes.push_back(HealthChange {
@@ -797,6 +822,7 @@ fn new_state(
         load: Arc::new(Load::default()),
         last_error: std::sync::Mutex::new(None),
         ejected: tokio::sync::Notify::new(),
+        passthrough: Arc::new(PassthroughStats::default()),
     })
 }
 

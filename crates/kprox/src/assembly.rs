@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use anyhow::Context as _;
 use kprox_auth::{ClusterAccess, CredentialSpec, Credentials};
-use kprox_config::Config;
+use kprox_config::{ClientCredentials, Config};
 use kprox_listener::Filter;
 
 use crate::tls_source::TlsSource;
@@ -61,7 +61,18 @@ pub async fn assemble(config: &Config, access: &ClusterAccess) -> anyhow::Result
             .context("loading credentials")?
             .with_impersonation(&access.impersonation)?
     };
-    let tls = (!plain_http).then(|| TlsSource::new(access, &credentials));
+    let forward = config.listen.client_credentials == ClientCredentials::Forward;
+    if forward {
+        if config.upstream.discover && matches!(access.credential, CredentialSpec::None) {
+            anyhow::bail!(
+                "upstream.discover with listen.client_credentials = forward needs a bearer token for kprox's own requests: kprox presents no client certificate of its own in forward mode (it would win over clients' tokens); fix: give the kubeconfig user a token, or turn discovery off"
+            );
+        }
+        tracing::info!(
+            "client credentials are forwarded: each client's own Authorization reaches the apiserver, kprox adds neither its token nor its client certificate; kprox's credentials serve only its health checks and discovery"
+        );
+    }
+    let tls = (!plain_http).then(|| TlsSource::new(access, &credentials, !forward));
     if let Some(tls) = &tls {
         tls.settings()
             .map_err(|e| anyhow::anyhow!("TLS material: {e}"))?;
@@ -69,7 +80,7 @@ pub async fn assemble(config: &Config, access: &ClusterAccess) -> anyhow::Result
     tracing::info!(
         context = %access.context, cluster = %access.cluster, user = %access.user,
         credential = credentials.describe(),
-        client_certificate = access.identity.is_some() || credentials.client_identity().is_some(),
+        client_certificate = !forward && (access.identity.is_some() || credentials.client_identity().is_some()),
         impersonating = credentials.impersonating(),
         servers = ?servers, "upstream selected"
     );

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use kprox_config::GoDuration;
 use kprox_config::raw::{
-    RawAdmin, RawConfig, RawFilter, RawKubeconfig, RawListen, RawLog, RawUpstream, RawWww,
+    RawAdmin, RawConfig, RawFilter, RawKubeconfig, RawListen, RawLog, RawPassthrough, RawUpstream,
+    RawWww,
 };
 
 /// kprox: kubectl proxy, fast and safe, for one or many apiservers.
@@ -181,6 +182,14 @@ pub struct ProxyFlags {
     /// Log format: text or json. [default: text]
     #[arg(long = "log-format", global = true)]
     pub log_format: Option<String>,
+    /// Whose identity reaches the apiserver: `strip` clients' credentials and add kprox's, or
+    /// `forward` each client's own and add none of kprox's (node-local agents). [default: strip]
+    #[arg(long = "client-credentials", global = true)]
+    pub client_credentials: Option<String>,
+    /// Also accept TCP on HOST:PORT and splice it to a healthy apiserver, TLS untouched, so
+    /// clients (the kubelet) keep their own client certificates. [default: off]
+    #[arg(long = "tcp-passthrough", global = true)]
+    pub tcp_passthrough: Option<String>,
 }
 
 fn parse_duration(text: &str) -> Result<GoDuration, String> {
@@ -220,6 +229,7 @@ impl ProxyFlags {
             tls_key_file: self.tls_private_key_file.clone(),
             client_ca_file: self.client_ca_file.clone(),
             client_token_file: self.client_token_file.clone(),
+            client_credentials: self.client_credentials.clone(),
             max_connections: self.max_connections,
             shutdown_grace: None,
             limits: None,
@@ -268,6 +278,10 @@ impl ProxyFlags {
         let admin = RawAdmin {
             address: self.admin_address.clone(),
         };
+        let passthrough = RawPassthrough {
+            address: self.tcp_passthrough.clone(),
+            close_on_ejection: None,
+        };
         RawConfig {
             listen: (listen != RawListen::default()).then_some(listen),
             filter: (filter != RawFilter::default()).then_some(filter),
@@ -278,6 +292,7 @@ impl ProxyFlags {
             admin: (admin != RawAdmin::default()).then_some(admin),
             // No flag: the runtime's shape is set in the file or KPROX_RUNTIME__WORKER_THREADS.
             runtime: None,
+            passthrough: (passthrough != RawPassthrough::default()).then_some(passthrough),
         }
     }
 }

@@ -138,7 +138,10 @@ impl Reloader {
         self.credentials.store(Arc::new(parts.credentials.clone()));
         self.pipeline.set_filter(parts.filter.clone());
         self.follow(parts.tls);
-        if config.listen != self.config.listen || config.admin != self.config.admin {
+        if config.listen != self.config.listen
+            || config.admin != self.config.admin
+            || config.passthrough != self.config.passthrough
+        {
             tracing::warn!("listening addresses changed; they take effect at the next restart");
         }
         let without_servers = |config: &Config| {

@@ -37,6 +37,7 @@ pub async fn serve_then(
     // before any work (or log line) of the stack's.
     let listener = wiring::bind(config).await?;
     let admin = wiring::bind_admin(config).await?;
+    let passthrough = wiring::bind_passthrough(config).await?;
     let parts = assemble(config, access).await?;
     let stack = wiring::build(config, access, &parts).await?;
     tracing::info!(
@@ -80,6 +81,22 @@ pub async fn serve_then(
         // On stderr, so stdout keeps kubectl proxy's single startup line.
         eprintln!("Admin listener on http://{address} (status page, /metrics, /livez, /readyz)");
     }
+    // Pass-through connections close with the tunnels, once the proxy has drained.
+    let passthrough_close = CancellationToken::new();
+    if let Some(passthrough) = passthrough {
+        let address = passthrough.local_addr()?;
+        tasks.spawn_to_end(kprox_listener::serve_passthrough(
+            passthrough,
+            stack.upstream.clone(),
+            kprox_listener::PassthroughSettings {
+                close_on_ejection: config.passthrough.close_on_ejection,
+            },
+            stopping.clone().cancelled_owned(),
+            passthrough_close.clone().cancelled_owned(),
+        ));
+        eprintln!("TCP pass-through on {address} (TLS untouched, to a healthy apiserver)");
+        tracing::info!(%address, "TCP pass-through listening");
+    }
     {
         let stopping = stopping.clone();
         tasks.spawn(async move {
@@ -119,6 +136,7 @@ pub async fn serve_then(
     )
     .await;
     stack.pipeline.forwarder().tunnels().close_all();
+    passthrough_close.cancel();
     admin_stop.cancel();
     if let Some(path) = &config.listen.unix_socket {
         let _ = std::fs::remove_file(path);

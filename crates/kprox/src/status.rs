@@ -53,6 +53,11 @@ impl StatusSource for LiveStatus {
                     connections_opened: e.connections_opened,
                     tls_handshakes: e.tls_handshakes,
                     ejections: e.ejections,
+                    passthrough_open: e.passthrough.open,
+                    passthrough_opened: e.passthrough.opened,
+                    passthrough_failed: e.passthrough.failed,
+                    passthrough_bytes_to_apiserver: e.passthrough.bytes_to_apiserver,
+                    passthrough_bytes_to_client: e.passthrough.bytes_to_client,
                 })
                 .collect(),
             retries_not_sent: load(&retries.not_sent),
@@ -88,6 +93,7 @@ impl StatusSource for LiveStatus {
                     requests: e.requests,
                     connections_open: e.connections_open as u64,
                     ejections: e.ejections,
+                    passthrough_open: e.passthrough.open,
                     last_error_seconds_ago: e
                         .last_error
                         .as_ref()

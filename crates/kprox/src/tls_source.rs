@@ -21,6 +21,10 @@ pub struct TlsSource {
     access: ClusterAccess,
     /// An exec plugin's client certificate, when it gives one.
     credentials: Credentials,
+    /// False when clients' own credentials are forwarded: a certificate of kprox's on the
+    /// connections would win over their tokens (the apiserver's x509 authenticator runs
+    /// first), so none is presented.
+    present_identity: bool,
 }
 
 /// What the settings were made of, to tell whether a reload changed them (new settings drain
@@ -35,20 +39,26 @@ pub struct TlsInputs {
 }
 
 impl TlsSource {
-    pub fn new(access: &ClusterAccess, credentials: &Credentials) -> Self {
+    pub fn new(access: &ClusterAccess, credentials: &Credentials, present_identity: bool) -> Self {
         Self {
             access: access.clone(),
             credentials: credentials.clone(),
+            present_identity,
         }
     }
 
     /// The files the material is read from, followed for rotation.
     fn files(&self) -> Vec<&PathBuf> {
+        let identity_files = self
+            .access
+            .identity_files
+            .iter()
+            .filter(|_| self.present_identity);
         self.access
             .trust
             .ca_file
             .iter()
-            .chain(self.access.identity_files.iter().flat_map(|(c, k)| [c, k]))
+            .chain(identity_files.flat_map(|(c, k)| [c, k]))
             .collect()
     }
 
@@ -73,6 +83,9 @@ impl TlsSource {
     /// The client certificate in force: the exec plugin's, else the kubeconfig's files read
     /// now, else the kubeconfig's inline one.
     fn identity_now(&self) -> Result<Option<ClientIdentity>, String> {
+        if !self.present_identity {
+            return Ok(None);
+        }
         if let Some(identity) = self.credentials.client_identity() {
             return Ok(Some(identity));
         }
@@ -114,7 +127,7 @@ impl TlsSource {
     /// Keeps `upstream`'s TLS current until `stop`: a renewed exec-plugin certificate goes to
     /// it before the refresh completes, and changed files are picked up every `every`.
     pub async fn follow(self, upstream: Arc<Upstream>, every: Duration, stop: CancellationToken) {
-        if self.credentials.client_identity().is_some() {
+        if self.present_identity && self.credentials.client_identity().is_some() {
             let source = self.clone();
             let upstream = Arc::downgrade(&upstream);
             let stop = stop.clone();

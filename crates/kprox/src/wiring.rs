@@ -11,10 +11,10 @@ use kprox_auth::{ClusterAccess, CredentialSpec, Credentials};
 
 use crate::assembly::Parts;
 use crate::tls_source::TlsSource;
-use kprox_config::Config;
+use kprox_config::{ClientCredentials, Config};
 use kprox_listener::{
-    ClientToken, ForwardSettings, Forwarder, Listener, Pipeline, ServeSettings, StaticFiles,
-    Tunnels,
+    ClientToken, ForwardSettings, Forwarder, Identity, Listener, Pipeline, ServeSettings,
+    StaticFiles, Tunnels,
 };
 use kprox_telemetry::Metrics;
 use kprox_upstream::{ConnectSettings, HealthSettings, RetrySettings, Upstream, UpstreamSettings};
@@ -112,7 +112,14 @@ pub async fn build(
         } else {
             String::new()
         },
-        pass_client_credentials: config.filter.pass_client_credentials,
+        identity: match (
+            config.listen.client_credentials,
+            config.filter.pass_client_credentials,
+        ) {
+            (ClientCredentials::Forward, _) => Identity::ClientsOnly,
+            (ClientCredentials::Strip, true) => Identity::ClientsWhenSent,
+            (ClientCredentials::Strip, false) => Identity::Kprox,
+        },
         body_limits: kprox_listener::BodyLimits {
             max_bytes: limits.max_body_bytes,
             read_timeout: limits.body_read_timeout.get(),
@@ -209,6 +216,17 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listener> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     Ok(Listener::Tcp(listener))
+}
+
+/// Binds the TCP pass-through listener, if one is configured; a busy address fails start-up.
+pub async fn bind_passthrough(config: &Config) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = config.passthrough.address else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!("passthrough.address: cannot listen on {addr} (choose a free HOST:PORT with --tcp-passthrough, or off)")
+    })?;
+    Ok(Some(listener))
 }
 
 /// Binds the admin listener, if there is one.
