@@ -261,7 +261,9 @@ async fn idle_watches(
     round: usize,
     count: usize,
 ) -> anyhow::Result<WatchRecord> {
+    let started = std::time::Instant::now();
     let open = watches::open(&Target::Plain(subject.address), count, 200).await?;
+    let open_seconds = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_kib = subject.memory_kib()?.0;
     let event_name = format!("bench-event-{round}-{}", subject.name.replace(' ', "-"));
@@ -277,6 +279,7 @@ async fn idle_watches(
         watches: open.opened,
         received,
         rss_kib,
+        open_seconds,
     })
 }
 

@@ -34,6 +34,8 @@ pub struct WatchRecord {
     pub received: usize,
     /// The proxy's RSS with every watch open, in KiB.
     pub rss_kib: u64,
+    /// Seconds from the first watch request to the last watch's response head.
+    pub open_seconds: f64,
 }
 
 /// A proxy's start in one round.
@@ -152,7 +154,8 @@ impl Report {
         )
     }
 
-    fn watch_median(&self, subject: &str) -> (f64, usize, usize) {
+    /// RSS MiB, watches opened, watches that received the event, seconds to open them.
+    fn watch_median(&self, subject: &str) -> (f64, usize, usize, f64) {
         let mine: Vec<&WatchRecord> = self
             .watches
             .iter()
@@ -161,7 +164,8 @@ impl Report {
         let rss = median(mine.iter().map(|w| w.rss_kib as f64 / 1024.0).collect());
         let opened = mine.iter().map(|w| w.watches).min().unwrap_or(0);
         let received = mine.iter().map(|w| w.received).min().unwrap_or(0);
-        (rss, opened, received)
+        let open_seconds = median(mine.iter().map(|w| w.open_seconds).collect());
+        (rss, opened, received, open_seconds)
     }
 
     /// Every figure as JSON: the raw records and the medians and ratios.
@@ -196,7 +200,7 @@ impl Report {
         let watches: Vec<Value> = self
             .watches
             .iter()
-            .map(|w| json!({"subject": w.subject, "round": w.round, "watches": w.watches, "received": w.received, "rss_kib": w.rss_kib}))
+            .map(|w| json!({"subject": w.subject, "round": w.round, "watches": w.watches, "received": w.received, "rss_kib": w.rss_kib, "open_seconds": finite(w.open_seconds)}))
             .collect();
         let starts: Vec<Value> = self
             .starts
@@ -288,15 +292,16 @@ impl Report {
         if !self.watches.is_empty() {
             let _ = writeln!(
                 out,
-                "\n| idle watches | target | watches open | received the next event | RSS MiB |"
+                "\n| idle watches | target | watches open | received the next event | RSS MiB | seconds to open |"
             );
-            let _ = writeln!(out, "|---|---|---:|---:|---:|");
+            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
             for subject in ["kprox", "kubectl proxy"] {
-                let (rss, opened, received) = self.watch_median(subject);
+                let (rss, opened, received, open_seconds) = self.watch_median(subject);
                 let _ = writeln!(
                     out,
-                    "| idle watches | {subject} | {opened} | {received} | {} |",
-                    dash(rss, 1)
+                    "| idle watches | {subject} | {opened} | {received} | {} | {} |",
+                    dash(rss, 1),
+                    dash(open_seconds, 2)
                 );
             }
         }

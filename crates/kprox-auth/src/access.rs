@@ -76,4 +76,6 @@ pub struct ClusterAccess {
     pub identity_files: Option<(PathBuf, PathBuf)>,
     /// The cluster's `proxy-url` (an HTTP or SOCKS5 proxy to reach the apiserver through).
     pub proxy_url: Option<String>,
+    /// True for the pod's service account (no kubeconfig, inside a pod).
+    pub in_cluster: bool,
 }

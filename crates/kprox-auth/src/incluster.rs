@@ -68,5 +68,6 @@ pub fn load(dir: &Path, selection: &KubeconfigConfig) -> Result<ClusterAccess, A
         impersonation,
         identity_files: None,
         proxy_url: None,
+        in_cluster: true,
     })
 }

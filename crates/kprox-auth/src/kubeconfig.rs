@@ -327,6 +327,7 @@ pub fn select(
             _ => None,
         },
         proxy_url: cluster.proxy_url.clone().filter(|p| !p.is_empty()),
+        in_cluster: false,
     })
 }
 

@@ -86,6 +86,8 @@ pub const DEFAULT_API_PREFIX: &str = "/";
 pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(4 * 3600);
 /// Client connections at once.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 1000;
+/// Only you on a desktop, anyone in a pod.
+pub const DEFAULT_LOCAL_USERS: LocalUsers = LocalUsers::Auto;
 /// kprox's own identity reaches the apiserver, as with kubectl proxy.
 pub const DEFAULT_CLIENT_CREDENTIALS: ClientCredentials = ClientCredentials::Strip;
 /// Time requests in flight get at shutdown (a pod's default grace period is 30 s).
@@ -129,6 +131,12 @@ pub struct ListenConfig {
     /// Whose identity reaches the apiserver: kprox's (`strip` clients' credentials and add
     /// kprox's) or each client's own (`forward`). Default [`DEFAULT_CLIENT_CREDENTIALS`].
     pub client_credentials: ClientCredentials,
+    /// Which local users may use a loopback or unix-socket listener (the kernel says who is on
+    /// the other end). Default [`DEFAULT_LOCAL_USERS`].
+    pub local_users: LocalUsers,
+    /// Users served besides kprox's own and root, by name or UID (`--allow-user`), when
+    /// `local_users` is checked.
+    pub allowed_users: Vec<String>,
     /// Client connections served at once; more are answered `503` with `Retry-After` and
     /// closed. Default [`DEFAULT_MAX_CONNECTIONS`].
     pub max_connections: u32,
@@ -155,6 +163,19 @@ pub const DEFAULT_CLIENT_IDLE_TIMEOUT: GoDuration = GoDuration::from_secs(90);
 pub const DEFAULT_BODY_READ_TIMEOUT: GoDuration = GoDuration::from_secs(60);
 /// A response the client does not read.
 pub const DEFAULT_WRITE_TIMEOUT: GoDuration = GoDuration::from_secs(60);
+
+/// Who may connect to a loopback TCP or unix-socket listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalUsers {
+    /// `owner` with a kubeconfig (a desktop or a shared host: your credentials), `any`
+    /// in-cluster (the pod's network namespace is the boundary).
+    Auto,
+    /// The user kprox runs as, root, and `allowed_users`; anyone else gets a 403.
+    Owner,
+    /// Any local user or process, as with kubectl proxy (`--allow-any-local-user`).
+    Any,
+}
 
 /// Whose identity the apiserver sees for a client's request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

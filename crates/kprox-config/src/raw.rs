@@ -96,6 +96,10 @@ pub struct RawListen {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_credentials: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_users: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_users: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_grace: Option<GoDuration>,

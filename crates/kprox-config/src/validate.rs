@@ -100,6 +100,27 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
         tls_key_file,
         client_ca_file,
         client_token_file,
+        local_users: match listen.local_users.as_deref().map(str::trim) {
+            None => DEFAULT_LOCAL_USERS,
+            Some("auto") => LocalUsers::Auto,
+            Some("owner") => LocalUsers::Owner,
+            Some("any") => LocalUsers::Any,
+            Some(other) => {
+                return Err(err(
+                    "listen.local_users",
+                    format!("`{other}` is not a choice of local users"),
+                    "write auto (the default), owner (you, root and allowed_users) or any",
+                ));
+            }
+        },
+        allowed_users: listen
+            .allowed_users
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect(),
         client_credentials: match listen.client_credentials.as_deref().map(str::trim) {
             None => DEFAULT_CLIENT_CREDENTIALS,
             Some("strip") => ClientCredentials::Strip,

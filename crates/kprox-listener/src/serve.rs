@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use crate::body::IncomingBody;
 use crate::client_io::{ClientIo, ClientSocket, ConnectionState, ConnectionTimeouts, ExchangeBody};
 use crate::handler::Handler;
+use crate::local_users::{LocalUsers, RefusePeer, Verdict};
 use crate::request_head::HeadLimits;
 use crate::rewind::Rewind;
 use crate::watch_path::{self, Answered, FirstRead};
@@ -74,6 +75,8 @@ pub struct ServeSettings {
     pub grace: Duration,
     /// Ends watch streams when the grace period is over.
     pub drain: Arc<crate::Drain>,
+    /// Who may use loopback and unix-socket connections; `None` serves any local user.
+    pub local_users: Option<Arc<LocalUsers>>,
 }
 
 /// Counts a client connection as open while it lives.
@@ -147,6 +150,20 @@ pub async fn serve<H: Handler>(
             stop: stopping.subscribe(),
             _open: (settings.metrics.clone().map(OpenConnection::new), permit),
         };
+        // Judged before the connection's task exists, so a served connection's task is the
+        // same as without the check; the lookup is a few system calls.
+        let verdict = settings.local_users.as_deref().map(|users| match &io {
+            Stream::Tcp(tcp) => judge_tcp(users, tcp),
+            Stream::Unix(unix) => {
+                users.judge_unix(unix.peer_cred().map(|credentials| credentials.uid()))
+            }
+        });
+        if let Some(Verdict::Refused(message)) = verdict {
+            let metrics = settings.metrics.clone();
+            let tls = settings.tls.clone();
+            connections.spawn(Box::pin(refuse(connection, message, metrics, io, tls)));
+            continue;
+        }
         match (io, settings.tls.clone()) {
             (Stream::Tcp(tcp), Some(tls)) => {
                 let handshake_timeout = settings.timeouts.header_read;
@@ -200,6 +217,44 @@ struct Connection<H> {
     stop: watch::Receiver<bool>,
     /// Counted as open, and holding a place under the cap, until served.
     _open: (Option<OpenConnection>, tokio::sync::OwnedSemaphorePermit),
+}
+
+/// The verdict on a TCP connection's local user.
+fn judge_tcp(users: &LocalUsers, tcp: &tokio::net::TcpStream) -> Verdict {
+    match (tcp.local_addr(), tcp.peer_addr()) {
+        (Ok(local), Ok(peer)) => users.judge_tcp(local, peer),
+        (Err(error), _) | (_, Err(error)) => users.judge_unix(Err(error)),
+    }
+}
+
+/// Serves a refused connection: 403 with the refusal to each request, then close.
+async fn refuse<H: Handler>(
+    connection: Connection<H>,
+    message: String,
+    metrics: Option<Arc<kprox_telemetry::Metrics>>,
+    io: Stream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    tracing::warn!(reason = %message, "local user refused");
+    let refused = Connection {
+        handler: Arc::new(RefusePeer { message, metrics }),
+        client: connection.client,
+        builder: connection.builder,
+        timeouts: connection.timeouts,
+        stop: connection.stop,
+        _open: connection._open,
+    };
+    match (io, tls) {
+        (Stream::Tcp(tcp), Some(tls)) => {
+            let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(tcp);
+            if let Ok(Ok(tls)) = tokio::time::timeout(refused.timeouts.header_read, handshake).await
+            {
+                refused.run(tls).await;
+            }
+        }
+        (Stream::Tcp(tcp), None) => refused.run(tcp).await,
+        (Stream::Unix(unix), _) => refused.run(unix).await,
+    }
 }
 
 impl<H: Handler> Connection<H> {

@@ -22,7 +22,7 @@ pub const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Request kinds for durations.
 pub const KINDS: [&str; 3] = ["plain", "watch", "upgrade"];
 /// Filter rules that can refuse a request.
-pub const RULES: [&str; 11] = [
+pub const RULES: [&str; 12] = [
     "host",
     "reject-paths",
     "reject-methods",
@@ -34,6 +34,7 @@ pub const RULES: [&str; 11] = [
     "path",
     "upgrade",
     "headers",
+    "peer-user",
 ];
 
 /// The label for a request answered by kprox itself, without an apiserver.

@@ -182,6 +182,13 @@ pub struct ProxyFlags {
     /// Log format: text or json. [default: text]
     #[arg(long = "log-format", global = true)]
     pub log_format: Option<String>,
+    /// Serve any local user, as kubectl proxy does (by default only you and root may use a
+    /// loopback or unix-socket listener when kprox uses a kubeconfig).
+    #[arg(long = "allow-any-local-user", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_any_local_user: Option<bool>,
+    /// Also serve this local user (name or UID); repeatable.
+    #[arg(long = "allow-user", global = true)]
+    pub allow_user: Vec<String>,
     /// Whose identity reaches the apiserver: `strip` clients' credentials and add kprox's, or
     /// `forward` each client's own and add none of kprox's (node-local agents). [default: strip]
     #[arg(long = "client-credentials", global = true)]
@@ -230,6 +237,10 @@ impl ProxyFlags {
             client_ca_file: self.client_ca_file.clone(),
             client_token_file: self.client_token_file.clone(),
             client_credentials: self.client_credentials.clone(),
+            local_users: self
+                .allow_any_local_user
+                .map(|any| if any { "any" } else { "owner" }.to_owned()),
+            allowed_users: (!self.allow_user.is_empty()).then(|| self.allow_user.clone()),
             max_connections: self.max_connections,
             shutdown_grace: None,
             limits: None,

@@ -11,7 +11,7 @@ use kprox_auth::{ClusterAccess, CredentialSpec, Credentials};
 
 use crate::assembly::Parts;
 use crate::tls_source::TlsSource;
-use kprox_config::{ClientCredentials, Config};
+use kprox_config::{ClientCredentials, Config, LocalUsers};
 use kprox_listener::{
     ClientToken, ForwardSettings, Forwarder, Identity, Listener, Pipeline, ServeSettings,
     StaticFiles, Tunnels,
@@ -189,6 +189,7 @@ pub async fn build(
         max_connections: usize::try_from(config.listen.max_connections).unwrap_or(usize::MAX),
         grace: config.listen.shutdown_grace.get(),
         drain: drain.clone(),
+        local_users: local_users(config, access)?,
     };
     Ok(Stack {
         pipeline,
@@ -199,6 +200,26 @@ pub async fn build(
         metrics,
         serve_settings,
     })
+}
+
+/// Who may use loopback and unix-socket connections: with a kubeconfig, only the user kprox
+/// runs as, root and `listen.allowed_users` (the credentials are that user's); in a pod, or
+/// with `local_users = "any"`, anyone who can connect.
+fn local_users(
+    config: &Config,
+    access: &ClusterAccess,
+) -> anyhow::Result<Option<Arc<kprox_listener::LocalUsers>>> {
+    let checked = match config.listen.local_users {
+        LocalUsers::Any => false,
+        LocalUsers::Owner => true,
+        LocalUsers::Auto => !access.in_cluster,
+    };
+    if !checked {
+        return Ok(None);
+    }
+    let users = kprox_listener::LocalUsers::new(&config.listen.allowed_users)
+        .map_err(anyhow::Error::msg)?;
+    Ok(Some(Arc::new(users)))
 }
 
 /// Binds the configured TCP address or unix socket.
