@@ -194,7 +194,7 @@ async fn readyz_follows_the_apiservers_and_livez_the_process() {
     assert_eq!(get(&format!("{admin}/livez")).0, 200);
     let status: serde_json::Value =
         serde_json::from_str(&get(&format!("{admin}/status")).1).expect("json");
-    assert_eq!(status["endpoints"][0]["healthy"], false);
+    assert_eq!(status["endpoints"][0]["up"], false);
     assert!(
         status["endpoints"][0]["last_error"]
             .as_str()

@@ -15,8 +15,8 @@ use kprox_auth::Credentials;
 use kprox_upstream::{Upstream, UpstreamError};
 
 use crate::body::ProxyBody;
+use crate::k8s_status::status_response;
 use crate::request_body::{BodyLimits, LimitedBody, Verdict};
-use crate::status::status_response;
 use crate::upgrade::Tunnels;
 use crate::{hop_by_hop, sanitise};
 

@@ -25,10 +25,10 @@ use crate::client_auth::ClientToken;
 use crate::filter::Filter;
 use crate::forward::Forwarder;
 use crate::handler::Handler;
+use crate::k8s_status::status_response;
 use crate::normalise::{RequestPath, normalise};
 use crate::observe::{Finish, Observed};
 use crate::request_head::HeadLimits;
-use crate::status::status_response;
 use crate::upgrade;
 use crate::www::StaticFiles;
 

@@ -10,8 +10,8 @@ use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use crate::body::{BoxError, ProxyBody};
+use crate::k8s_status::status_response;
 use crate::normalise::RequestPath;
-use crate::status::status_response;
 
 /// Serves a directory under a URL prefix.
 #[derive(Clone, Debug)]

@@ -17,21 +17,21 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use crate::{Metrics, Snapshot};
+use crate::{EndpointSnapshot, Metrics, Snapshot};
 
 /// What the admin listener reports, provided by the binary from the live components.
-pub trait StatusSource: Send + Sync + 'static {
+pub trait AdminSource: Send + Sync + 'static {
     /// Values for the metrics kept by other components.
     fn snapshot(&self) -> Snapshot;
     /// The status page's content.
-    fn status(&self) -> Status;
+    fn admin_status(&self) -> AdminStatus;
     /// `Ok` when kprox can serve: an apiserver in rotation and usable credentials.
     fn ready(&self) -> Result<(), String>;
 }
 
 /// The status page's data (also served as JSON at `/status`).
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Status {
+pub struct AdminStatus {
     pub version: String,
     pub listening_on: String,
     pub uptime_seconds: u64,
@@ -40,7 +40,7 @@ pub struct Status {
     pub watches_open: i64,
     pub tunnels_open: u64,
     pub credential: CredentialStatus,
-    pub endpoints: Vec<EndpointStatus>,
+    pub endpoints: Vec<EndpointSnapshot>,
     /// Newest first.
     pub recent_events: Vec<HealthEvent>,
 }
@@ -50,22 +50,6 @@ pub struct Status {
 pub struct CredentialStatus {
     pub source: String,
     pub expiry: String,
-}
-
-/// One apiserver.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct EndpointStatus {
-    pub url: String,
-    pub healthy: bool,
-    pub latency_ms: f64,
-    pub in_flight: u64,
-    pub requests: u64,
-    pub connections_open: u64,
-    pub ejections: u64,
-    /// TCP pass-through connections open now.
-    pub passthrough_open: u64,
-    pub last_error: String,
-    pub last_error_seconds_ago: Option<u64>,
 }
 
 /// An apiserver taken out of or brought back into rotation.
@@ -78,7 +62,7 @@ pub struct HealthEvent {
 
 struct Admin {
     metrics: Arc<Metrics>,
-    source: Arc<dyn StatusSource>,
+    source: Arc<dyn AdminSource>,
     /// (when, requests so far), sampled every 2 s, for the request rate.
     samples: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -94,8 +78,8 @@ impl Admin {
         }
     }
 
-    fn status(&self) -> Status {
-        let mut status = self.source.status();
+    fn admin_status(&self) -> AdminStatus {
+        let mut status = self.source.admin_status();
         status.requests_total = self.metrics.requests_total();
         status.requests_per_second = (self.rate() * 10.0).round() / 10.0;
         status.watches_open = self.metrics.watches_open().get();
@@ -125,7 +109,7 @@ impl Admin {
                 ),
             },
             "/status" => {
-                let body = serde_json::to_string_pretty(&self.status()).unwrap_or_default();
+                let body = serde_json::to_string_pretty(&self.admin_status()).unwrap_or_default();
                 let mut response = text(StatusCode::OK, &body);
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -134,7 +118,7 @@ impl Admin {
                 response
             }
             "/" => {
-                let mut response = text(StatusCode::OK, &render_page(&self.status()));
+                let mut response = text(StatusCode::OK, &render_page(&self.admin_status()));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/html; charset=utf-8"),
@@ -170,10 +154,10 @@ fn escape(text: &str) -> String {
 }
 
 /// The status page: server-rendered, a little CSS, no external assets; refreshes itself.
-pub fn render_page(status: &Status) -> String {
+pub fn render_page(status: &AdminStatus) -> String {
     let mut rows = String::new();
     for e in &status.endpoints {
-        let (class, state) = if e.healthy {
+        let (class, state) = if e.up {
             ("up", "healthy")
         } else {
             ("down", "unhealthy")
@@ -187,7 +171,7 @@ pub fn render_page(status: &Status) -> String {
         let _ = writeln!(
             rows,
             "<tr class=\"{class}\" data-endpoint=\"{url}\"><td>{url}</td><td class=\"state\">{state}</td><td>{:.1} ms</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"passthrough\">{}</td><td class=\"error\">{error}</td></tr>",
-            e.latency_ms,
+            e.latency_seconds * 1000.0,
             e.in_flight,
             e.requests,
             e.connections_open,
@@ -256,7 +240,7 @@ tr.down {{ background: #fdf1f0; }} .error {{ color: #7a4b00; font-size: .9em; }}
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    source: Arc<dyn StatusSource>,
+    source: Arc<dyn AdminSource>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let admin = Arc::new(Admin {

@@ -81,17 +81,24 @@ pub struct Snapshot {
     pub credentials: Vec<CredentialSnapshot>,
 }
 
-/// One endpoint's state.
-#[derive(Clone, Debug, Default)]
+/// One apiserver as the metrics and the status page (and its JSON) show it: the one copy of
+/// an endpoint's state outside the upstream.
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct EndpointSnapshot {
     pub url: String,
+    /// In rotation (health checks pass).
     pub up: bool,
     pub in_flight: u64,
+    /// Peak-EWMA time to response headers.
     pub latency_seconds: f64,
+    pub requests: u64,
     pub connections_open: u64,
     pub connections_opened: u64,
     pub tls_handshakes: u64,
     pub ejections: u64,
+    /// What last went wrong with it, and how long ago; empty and `None` when nothing has.
+    pub last_error: String,
+    pub last_error_seconds_ago: Option<u64>,
     /// TCP pass-through connections open now, opened, and connects that failed.
     pub passthrough_open: u64,
     pub passthrough_opened: u64,

@@ -39,7 +39,7 @@ pub use retry::RetrySettings;
 pub use served::Served;
 pub use tls::TlsSettings;
 pub use upstream::{
-    Authorize, EndpointStatus, HealthChange, PoolSettings, RetryCounts, Upstream, UpstreamSettings,
+    Authorize, EndpointView, HealthChange, PoolSettings, RetryCounts, Upstream, UpstreamSettings,
 };
 pub use watch_request::is_watch;
 

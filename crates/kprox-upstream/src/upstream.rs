@@ -85,9 +85,9 @@ pub(crate) struct EndpointState {
     pub(crate) passthrough: Arc<PassthroughStats>,
 }
 
-/// A point-in-time view of one endpoint, for the status page and tests.
+/// A point-in-time view of one endpoint, for metrics, the status page and tests.
 #[derive(Clone, Debug)]
-pub struct EndpointStatus {
+pub struct EndpointView {
     pub url: String,
     pub up: bool,
     pub in_flight: usize,
@@ -144,6 +144,12 @@ pub struct Upstream {
     changes: std::sync::Mutex<std::collections::VecDeque<HealthChange>>,
     watch_resumes: AtomicU64,
     watch_restarts_told: AtomicU64,
+    /// What `run` does: follow the EndpointSlices, and check each endpoint's health.
+    discover: bool,
+    /// Endpoints whose health checks `run` starts: the first ones, then each one a reload or
+    /// discovery adds. Taken by `run`.
+    to_check: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<Weak<EndpointState>>>>,
+    check_sender: tokio::sync::mpsc::UnboundedSender<Weak<EndpointState>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -162,8 +168,8 @@ pub(crate) fn empty_body() -> RequestBody {
 }
 
 impl Upstream {
-    /// Parses the servers, prepares TLS and starts the health checkers. Connections are opened
-    /// on first use.
+    /// Parses the servers and prepares TLS; starts nothing (see [`Upstream::run`]).
+    /// Connections are opened on first use.
     pub fn new(settings: UpstreamSettings) -> Result<Arc<Self>, UpstreamError> {
         if settings.servers.is_empty() {
             return Err(UpstreamError::config("no apiserver URL is configured"));
@@ -226,6 +232,7 @@ impl Upstream {
             .into_iter()
             .map(|e| new_state(e, &pool_settings, &settings.health))
             .collect();
+        let (check_sender, to_check) = tokio::sync::mpsc::unbounded_channel();
         let upstream = Arc::new(Self {
             endpoints: ArcSwap::from_pointee(states),
             base_path,
@@ -245,22 +252,46 @@ impl Upstream {
             changes: std::sync::Mutex::new(std::collections::VecDeque::new()),
             watch_resumes: AtomicU64::new(0),
             watch_restarts_told: AtomicU64::new(0),
+            discover: settings.discover,
+            to_check: std::sync::Mutex::new(Some(to_check)),
+            check_sender,
         });
-        tokio::spawn(sweep(
-            Arc::downgrade(&upstream),
-            settings.pool.idle_timeout / 2,
-        ));
-        if settings.discover {
-            tokio::spawn(crate::discovery::follow(Arc::downgrade(&upstream)));
-        }
         for endpoint in upstream.endpoints.load().iter() {
-            tokio::spawn(check(
-                Arc::downgrade(&upstream),
-                Arc::downgrade(endpoint),
-                settings.health.clone(),
-            ));
+            let _ = upstream.check_sender.send(Arc::downgrade(endpoint));
         }
         Ok(upstream)
+    }
+
+    /// The upstream's background work until the returned future is dropped: idle-connection
+    /// sweeps, every endpoint's health checks (those a reload or discovery adds included) and
+    /// EndpointSlice discovery when configured. Nothing runs before it is polled: requests
+    /// work without it, but no endpoint is ever ejected or brought back. Runs once; a second
+    /// call returns at once.
+    pub async fn run(self: Arc<Self>) {
+        let taken = self
+            .to_check
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(mut to_check) = taken else {
+            tracing::warn!("the upstream's background work is already running");
+            return;
+        };
+        // Dropping the set (when this future is dropped) aborts every task in it.
+        let mut work = tokio::task::JoinSet::new();
+        work.spawn(sweep(
+            Arc::downgrade(&self),
+            self.pool_settings.idle_timeout / 2,
+        ));
+        if self.discover {
+            work.spawn(crate::discovery::follow(Arc::downgrade(&self)));
+        }
+        let (upstream, settings) = (Arc::downgrade(&self), self.health_settings.clone());
+        drop(self);
+        while let Some(endpoint) = to_check.recv().await {
+            while work.try_join_next().is_some() {}
+            work.spawn(check(upstream.clone(), endpoint, settings.clone()));
+        }
     }
 
     /// The endpoint URLs now, in order.
@@ -320,11 +351,7 @@ impl Upstream {
         tracing::info!(servers = ?next.iter().map(|e| e.url.to_string()).collect::<Vec<_>>(), "apiserver set changed");
         self.endpoints.store(Arc::new(next));
         for endpoint in added {
-            tokio::spawn(check(
-                Arc::downgrade(self),
-                Arc::downgrade(&endpoint),
-                self.health_settings.clone(),
-            ));
+            let _ = self.check_sender.send(Arc::downgrade(&endpoint));
         }
         Ok(true)
     }
@@ -358,11 +385,11 @@ impl Upstream {
     }
 
     /// Every endpoint's state now.
-    pub fn status(&self) -> Vec<EndpointStatus> {
+    pub fn endpoint_views(&self) -> Vec<EndpointView> {
         self.endpoints
             .load()
             .iter()
-            .map(|e| EndpointStatus {
+            .map(|e| EndpointView {
                 url: e.url.to_string(),
                 up: e.health.is_up(),
                 in_flight: e.load.in_flight(),

@@ -101,6 +101,7 @@ async fn status_and_body(upstream: &std::sync::Arc<Upstream>, path: &str) -> (St
 async fn a_thousand_sequential_gets_reuse_one_http2_connection() {
     let server = fake(FakeOptions::default()).await;
     let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     for _ in 0..1000 {
         let (status, _) = status_and_body(&upstream, "/api/v1/namespaces/default/pods").await;
         assert_eq!(status, StatusCode::OK);
@@ -124,6 +125,7 @@ async fn http1_only_apiservers_get_pooled_connections_too() {
     })
     .await;
     let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     for _ in 0..200 {
         let (status, _) = status_and_body(&upstream, "/version").await;
         assert_eq!(status, StatusCode::OK);
@@ -149,6 +151,7 @@ async fn watches_at_the_stream_limit_make_a_new_connection_instead_of_queueing()
     })
     .await;
     let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     // Learn the limit: the first connection's SETTINGS arrive with its first response.
     status_and_body(&upstream, "/version").await;
     let mut watches = Vec::new();
@@ -178,6 +181,7 @@ async fn busy_connections_spread_requests_but_watches_pack() {
     spread.pool.spread_streams = 2;
     spread.pool.max_connections = 3;
     let upstream = Upstream::new(spread).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     status_and_body(&upstream, "/version").await;
 
     // Thirty watches: one connection holds them all.
@@ -234,6 +238,7 @@ async fn a_request_refused_by_one_endpoint_goes_to_the_next() {
     .await;
     down.set_behaviour(Behaviour::Refuse).await;
     let upstream = Upstream::new(settings(vec![down.url(), up.url()], &pki)).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     for _ in 0..20 {
         let (status, _) = status_and_body(&upstream, "/version").await;
         assert_eq!(status, StatusCode::OK);
@@ -247,6 +252,7 @@ async fn all_endpoints_refusing_is_an_error_that_says_so() {
     let server = fake(FakeOptions::default()).await;
     server.set_behaviour(Behaviour::Refuse).await;
     let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     let error = upstream.send(get("/version")).await.expect_err("refused");
     assert_eq!(error.kind(), ErrorKind::NoEndpoint);
     assert_eq!(error.http_status(), 503);
@@ -262,6 +268,7 @@ async fn a_server_signed_by_another_ca_is_refused_with_a_tls_error() {
     let server = fake(FakeOptions::default()).await;
     let other = TestPki::new("someone-else").expect("pki");
     let upstream = Upstream::new(settings(vec![server.url()], &other)).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     let error = upstream
         .send(get("/version"))
         .await
@@ -283,6 +290,7 @@ async fn tls_server_name_verifies_one_name_across_addresses() {
         tls.server_name = Some("apiserver.example".into());
     }
     let upstream = Upstream::new(s).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     assert_eq!(
         status_and_body(&upstream, "/version").await.0,
         StatusCode::OK
@@ -293,6 +301,7 @@ async fn tls_server_name_verifies_one_name_across_addresses() {
         tls.server_name = Some("not-in-the-cert.example".into());
     }
     let upstream = Upstream::new(wrong).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     assert_eq!(
         upstream
             .send(get("/version"))
@@ -307,6 +316,7 @@ async fn tls_server_name_verifies_one_name_across_addresses() {
 async fn goaway_moves_new_requests_to_a_new_connection_without_errors() {
     let server = fake(FakeOptions::default()).await;
     let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     assert_eq!(
         status_and_body(&upstream, "/version").await.0,
         StatusCode::OK
@@ -343,6 +353,7 @@ async fn every_endpoint_is_verified_against_the_first_urls_dns_name() {
         second.url(),
     ];
     let upstream = Upstream::new(settings(servers, &pki)).expect("upstream");
+    tokio::spawn(upstream.clone().run());
     first.set_behaviour(Behaviour::Refuse).await;
     let (status, _) = status_and_body(&upstream, "/version").await;
     assert_eq!(status, StatusCode::OK, "127.0.0.2 verified as localhost");
@@ -364,6 +375,7 @@ async fn a_burst_on_a_new_connection_never_queues_behind_the_servers_stream_limi
     // The race is a matter of microseconds: run it often enough to lose it.
     for round in 0..20 {
         let upstream = Upstream::new(settings(vec![server.url()], server.pki())).expect("upstream");
+        tokio::spawn(upstream.clone().run());
         // One request opens the connection; then everything at once, as after a GOAWAY.
         status_and_body(&upstream, "/version").await;
         let mut tasks = Vec::new();

@@ -4,6 +4,7 @@
 //! print|check` inspects the configuration. Errors are printed as one line on stderr with a
 //! non-zero exit status.
 
+mod admin_status;
 mod assembly;
 mod cli;
 mod config_cmd;
@@ -12,7 +13,6 @@ mod lifecycle;
 mod live_reload;
 mod run;
 mod shell_docs;
-mod status;
 mod systemd;
 mod tls_source;
 mod unix_socket;

@@ -1,6 +1,7 @@
 //! `kprox [flags]`: load config and kubeconfig, assemble and build the stack, print the
 //! startup line that scripts parse, serve until SIGINT or SIGTERM, then shut down in order
-//! under one [`Lifecycle`].
+//! under one [`Lifecycle`]. Every background task of the process starts here, from the
+//! lifecycle's handle, and none from a constructor.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -9,11 +10,11 @@ use std::time::Duration;
 use kprox_config::Config;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin_status::LiveAdmin;
 use crate::assembly::assemble;
 use crate::cli::ProxyFlags;
 use crate::lifecycle::Lifecycle;
 use crate::live_reload::Reloader;
-use crate::status::LiveStatus;
 use crate::wiring;
 
 /// Runs the proxy with `config`, loaded from `flags` (which live reload loads again).
@@ -55,6 +56,8 @@ pub async fn serve_then(
     let shutdown = shutdown_signal()?;
     // Registered before the startup line so that SIGHUP never kills kprox.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    // Health checks, idle sweeps and discovery, until shutdown.
+    tasks.spawn(stack.upstream.clone().run());
     let reloader = Reloader::start(reload_with, config, access, parts, &stack, &tasks);
     if reload_with.is_some() {
         tasks.spawn(reloader.run(hangup));
@@ -63,7 +66,7 @@ pub async fn serve_then(
     let admin_stop = CancellationToken::new();
     if let Some(admin) = admin {
         let address = admin.local_addr()?;
-        let source = Arc::new(LiveStatus {
+        let source = Arc::new(LiveAdmin {
             upstream: stack.upstream.clone(),
             credentials: stack.credentials.clone(),
             client_token: stack.client_token.clone(),

@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use kprox_auth::Credentials;
 use kprox_listener::Tunnels;
-use kprox_telemetry::admin::{CredentialStatus, EndpointStatus, HealthEvent, Status, StatusSource};
+use kprox_telemetry::admin::{AdminSource, AdminStatus, CredentialStatus, HealthEvent};
 use kprox_telemetry::{CredentialSnapshot, EndpointSnapshot, Snapshot};
 use kprox_upstream::Upstream;
 
-/// The binary's [`StatusSource`].
+/// The binary's [`AdminSource`].
 #[derive(Debug)]
-pub struct LiveStatus {
+pub struct LiveAdmin {
     pub upstream: Arc<Upstream>,
     pub credentials: Arc<arc_swap::ArcSwap<Credentials>>,
     pub client_token: Option<Credentials>,
@@ -23,7 +23,39 @@ pub struct LiveStatus {
     pub shutting_down: tokio_util::sync::CancellationToken,
 }
 
-impl StatusSource for LiveStatus {
+impl LiveAdmin {
+    /// Every apiserver, as the metrics and the status page show it.
+    fn endpoints(&self) -> Vec<EndpointSnapshot> {
+        let now = Instant::now();
+        self.upstream
+            .endpoint_views()
+            .into_iter()
+            .map(|e| EndpointSnapshot {
+                url: e.url,
+                up: e.up,
+                in_flight: e.in_flight as u64,
+                latency_seconds: e.latency.as_secs_f64(),
+                requests: e.requests,
+                connections_open: e.connections_open as u64,
+                connections_opened: e.connections_opened,
+                tls_handshakes: e.tls_handshakes,
+                ejections: e.ejections,
+                last_error_seconds_ago: e
+                    .last_error
+                    .as_ref()
+                    .map(|(at, _)| now.duration_since(*at).as_secs()),
+                last_error: e.last_error.map(|(_, text)| text).unwrap_or_default(),
+                passthrough_open: e.passthrough.open,
+                passthrough_opened: e.passthrough.opened,
+                passthrough_failed: e.passthrough.failed,
+                passthrough_bytes_to_apiserver: e.passthrough.bytes_to_apiserver,
+                passthrough_bytes_to_client: e.passthrough.bytes_to_client,
+            })
+            .collect()
+    }
+}
+
+impl AdminSource for LiveAdmin {
     fn snapshot(&self) -> Snapshot {
         let retries = self.upstream.retries();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -40,26 +72,7 @@ impl StatusSource for LiveStatus {
             });
         }
         Snapshot {
-            endpoints: self
-                .upstream
-                .status()
-                .into_iter()
-                .map(|e| EndpointSnapshot {
-                    url: e.url,
-                    up: e.up,
-                    in_flight: e.in_flight as u64,
-                    latency_seconds: e.latency.as_secs_f64(),
-                    connections_open: e.connections_open as u64,
-                    connections_opened: e.connections_opened,
-                    tls_handshakes: e.tls_handshakes,
-                    ejections: e.ejections,
-                    passthrough_open: e.passthrough.open,
-                    passthrough_opened: e.passthrough.opened,
-                    passthrough_failed: e.passthrough.failed,
-                    passthrough_bytes_to_apiserver: e.passthrough.bytes_to_apiserver,
-                    passthrough_bytes_to_client: e.passthrough.bytes_to_client,
-                })
-                .collect(),
+            endpoints: self.endpoints(),
             retries_not_sent: load(&retries.not_sent),
             retries_reset: load(&retries.reset),
             retries_unavailable: load(&retries.unavailable),
@@ -70,9 +83,9 @@ impl StatusSource for LiveStatus {
         }
     }
 
-    fn status(&self) -> Status {
+    fn admin_status(&self) -> AdminStatus {
         let now = Instant::now();
-        Status {
+        AdminStatus {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             listening_on: self.listening_on.clone(),
             uptime_seconds: self.started.elapsed().as_secs(),
@@ -81,26 +94,7 @@ impl StatusSource for LiveStatus {
                 source: self.credentials.load().describe().to_owned(),
                 expiry: expiry_text(self.credentials.load().expires_at()),
             },
-            endpoints: self
-                .upstream
-                .status()
-                .into_iter()
-                .map(|e| EndpointStatus {
-                    url: e.url,
-                    healthy: e.up,
-                    latency_ms: (e.latency.as_secs_f64() * 10_000.0).round() / 10.0,
-                    in_flight: e.in_flight as u64,
-                    requests: e.requests,
-                    connections_open: e.connections_open as u64,
-                    ejections: e.ejections,
-                    passthrough_open: e.passthrough.open,
-                    last_error_seconds_ago: e
-                        .last_error
-                        .as_ref()
-                        .map(|(at, _)| now.duration_since(*at).as_secs()),
-                    last_error: e.last_error.map(|(_, text)| text).unwrap_or_default(),
-                })
-                .collect(),
+            endpoints: self.endpoints(),
             recent_events: self
                 .upstream
                 .recent_changes()
