@@ -164,6 +164,32 @@ pub const DEFAULT_BODY_READ_TIMEOUT: GoDuration = GoDuration::from_secs(60);
 /// A response the client does not read.
 pub const DEFAULT_WRITE_TIMEOUT: GoDuration = GoDuration::from_secs(60);
 
+/// How the upstream chooses an apiserver for a request, among those health checks keep in
+/// rotation (all of them when none is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Each in turn.
+    RoundRobin,
+    /// The cheaper of two drawn at random: peak-EWMA latency times (requests in flight + 1).
+    LeastRequest,
+    /// The first in configured order (`preferred` first), like k3s's active/standby.
+    Failover,
+}
+
+impl std::str::FromStr for Policy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "round-robin" => Ok(Self::RoundRobin),
+            "least-request" => Ok(Self::LeastRequest),
+            "failover" => Ok(Self::Failover),
+            other => Err(format!("`{other}` is not a balancing policy")),
+        }
+    }
+}
+
 /// Who may connect to a loopback TCP or unix-socket listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -362,7 +388,7 @@ pub const DEFAULT_SPREAD_STREAMS: u32 = 16;
 /// Connections per apiserver opened to share load.
 pub const DEFAULT_MAX_CONNECTIONS_PER_APISERVER: u32 = 4;
 /// Balancing policy.
-pub const DEFAULT_POLICY: &str = "least-request";
+pub const DEFAULT_POLICY: Policy = Policy::LeastRequest;
 /// Active health check period: with the timeout and fall below, a dead apiserver is out within 2 s.
 pub const DEFAULT_HEALTH_CHECK_INTERVAL: GoDuration = GoDuration::from_millis(400);
 /// Active health check timeout.
@@ -410,8 +436,8 @@ pub struct UpstreamConfig {
     /// `max_streams_per_connection` still get more). Default
     /// [`DEFAULT_MAX_CONNECTIONS_PER_APISERVER`].
     pub max_connections_per_apiserver: u32,
-    /// `round-robin`, `least-request` or `failover`. Default [`DEFAULT_POLICY`].
-    pub policy: String,
+    /// How an apiserver is chosen for each request. Default [`DEFAULT_POLICY`].
+    pub policy: Policy,
     /// A server URL to prefer (first choice of the failover policy).
     #[serde(serialize_with = "crate::print_format::string_or_empty")]
     pub preferred: Option<String>,

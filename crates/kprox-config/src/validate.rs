@@ -295,21 +295,16 @@ pub fn validate(raw: &RawConfig, origins: &dyn OriginOf) -> Result<Config, Confi
             Ok(value)
         }
     };
-    let policy = up
-        .policy
-        .clone()
-        .filter(|p| !p.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_POLICY.to_owned());
-    if !matches!(
-        policy.as_str(),
-        "round-robin" | "least-request" | "failover"
-    ) {
-        return Err(err(
-            "upstream.policy",
-            format!("`{policy}` is not a balancing policy"),
-            "write round-robin, least-request or failover",
-        ));
-    }
+    let policy = match up.policy.as_deref().filter(|p| !p.trim().is_empty()) {
+        None => DEFAULT_POLICY,
+        Some(text) => text.parse::<Policy>().map_err(|problem| {
+            err(
+                "upstream.policy",
+                problem,
+                "write round-robin, least-request or failover",
+            )
+        })?,
+    };
     let preferred = non_empty(up.preferred.as_deref()).map(|p| p.trim_end_matches('/').to_owned());
     if let Some(p) = &preferred
         && !servers.is_empty()

@@ -76,13 +76,15 @@ impl Pipeline {
         if watch { WATCH } else { PLAIN }
     }
 
-    /// `api_prefix` starts and ends with `/`.
+    /// `api_prefix` starts and ends with `/`; `drain` ends this pipeline's watches at shutdown
+    /// (the one the listener's `ServeSettings` carry), so it has no default.
     pub fn new(
         filter: Filter,
         api_prefix: String,
         static_files: Option<StaticFiles>,
         forwarder: Forwarder,
         metrics: Arc<Metrics>,
+        drain: Arc<crate::Drain>,
     ) -> Self {
         Self {
             client_token: None,
@@ -92,7 +94,7 @@ impl Pipeline {
             forwarder,
             metrics,
             access_log: false,
-            drain: Arc::new(crate::Drain::default()),
+            drain,
             head_limits: HeadLimits::default(),
         }
     }
@@ -113,12 +115,6 @@ impl Pipeline {
     /// Applies new filters to requests from now on (live reload).
     pub fn set_filter(&self, filter: Filter) {
         self.filter.store(Arc::new(filter));
-    }
-
-    /// Ends this pipeline's watches when `drain` says so (graceful shutdown).
-    pub fn with_drain(mut self, drain: Arc<crate::Drain>) -> Self {
-        self.drain = drain;
-        self
     }
 
     /// Refuses requests whose headers are over these limits (431).

@@ -12,28 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// How endpoints are chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Policy {
-    RoundRobin,
-    LeastRequest,
-    Failover,
-}
-
-impl std::str::FromStr for Policy {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "round-robin" => Ok(Self::RoundRobin),
-            "least-request" => Ok(Self::LeastRequest),
-            "failover" => Ok(Self::Failover),
-            other => Err(format!(
-                "`{other}` is not a balancing policy (round-robin, least-request, failover)"
-            )),
-        }
-    }
-}
+/// How endpoints are chosen: the configuration's type, taken as it is.
+pub use kprox_config::Policy;
 
 /// Decay time of the latency average.
 const EWMA_DECAY: Duration = Duration::from_secs(10);

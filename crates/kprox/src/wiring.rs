@@ -73,10 +73,7 @@ pub async fn build(
                 .unwrap_or(usize::MAX),
             idle_timeout: upstream_config.idle_timeout.get(),
         },
-        policy: upstream_config
-            .policy
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("upstream.policy: {e}"))?,
+        policy: upstream_config.policy,
         preferred: upstream_config.preferred.clone(),
         health: HealthSettings {
             interval: upstream_config.health_check_interval.get(),
@@ -156,9 +153,9 @@ pub async fn build(
         static_files,
         forwarder,
         metrics.clone(),
+        drain.clone(),
     )
     .with_access_log(config.log.access)
-    .with_drain(drain.clone())
     .with_head_limits(head_limits);
     let mut client_token = None;
     if let Some(path) = &config.listen.client_token_file {
