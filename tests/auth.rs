@@ -298,8 +298,8 @@ fn a_hung_exec_plugin_times_out_with_a_clear_error() {
     let config = setup.cluster.dir.path().join("short.toml");
     std::fs::write(&config, "[kubeconfig]\nexec_timeout = \"1s\"\n").expect("write");
     let started = std::time::Instant::now();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args([
+    let out = support::kprox_output(
+        &[
             "--kubeconfig",
             &setup.kubeconfig,
             "--config",
@@ -308,9 +308,9 @@ fn a_hung_exec_plugin_times_out_with_a_clear_error() {
             "0",
             "--admin-address",
             "off",
-        ])
-        .output()
-        .expect("kprox");
+        ],
+        &[],
+    );
     assert!(!out.status.success());
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -327,10 +327,7 @@ fn a_failing_or_missing_exec_plugin_says_why() {
         "FAKE_EXEC_FAIL",
         "error: you must log in first",
     )]));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args(["--kubeconfig", &setup.kubeconfig, "config", "check"])
-        .output()
-        .expect("kprox");
+    let out = support::kprox_output(&["--kubeconfig", &setup.kubeconfig, "config", "check"], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && stderr.contains("you must log in first"),
@@ -348,10 +345,7 @@ fn a_failing_or_missing_exec_plugin_says_why() {
         .expect("read")
         .replace("fake-exec-plugin", "no-such-plugin");
     std::fs::write(&missing, text).expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args(["--kubeconfig", &missing, "config", "check"])
-        .output()
-        .expect("kprox");
+    let out = support::kprox_output(&["--kubeconfig", &missing, "config", "check"], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("was not found") && stderr.contains("install it with: make fake-plugin"),
@@ -452,15 +446,16 @@ async fn in_a_pod_without_kubeconfig_the_service_account_is_used_and_its_rotatio
         .expect("reached");
     assert_eq!(header_values(&seen, "authorization"), ["Bearer sa-token-2"]);
 
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args(["config", "check"])
-        .env_remove("KUBECONFIG")
-        .env("HOME", home.path())
-        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-        .env("KUBERNETES_SERVICE_PORT", &port)
-        .env("KPROX_KUBECONFIG__SERVICE_ACCOUNT_DIR", &sa)
-        .output()
-        .expect("check");
+    let (home_dir, sa_dir) = (home.path().display().to_string(), sa.display().to_string());
+    let check = support::kprox_output(
+        &["config", "check"],
+        &[
+            ("HOME", &home_dir),
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", &port),
+            ("KPROX_KUBECONFIG__SERVICE_ACCOUNT_DIR", &sa_dir),
+        ],
+    );
     let out = String::from_utf8_lossy(&check.stdout);
     assert!(
         out.contains("in-cluster service account"),
@@ -553,11 +548,7 @@ async fn kubeconfig_files_merge_as_kubectl_merges_them() {
         &[("KUBECONFIG", &list)],
     );
     let kubectl_says = ok_stdout(&view, "kubectl config view");
-    let print = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args(["config", "print"])
-        .env("KUBECONFIG", &list)
-        .output()
-        .expect("kprox");
+    let print = support::kprox_output(&["config", "print"], &[("KUBECONFIG", &list)]);
     let kprox_says = String::from_utf8_lossy(&print.stdout).into_owned();
     let (context, server) = kubectl_says.split_once(' ').expect("two values");
     assert_eq!(context, "merged");

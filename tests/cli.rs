@@ -4,23 +4,11 @@
 mod support;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use support::{Cluster, Kprox, TOKEN, fetch_ok, ok_stdout, run, status_of};
 
-/// Runs kprox to completion (for subcommands and failing starts).
-fn kprox(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kprox"));
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .env_remove("KUBECONFIG")
-        .env_remove("RUST_LOG");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().expect("kprox runs")
-}
+use support::kprox_output as kprox;
 
 /// Asserts a failed run with exactly one line on stderr, and returns that line.
 fn one_line_error(output: &Output) -> String {
@@ -318,29 +306,18 @@ async fn a_unix_socket_is_private_replaces_a_stale_one_and_serves_curl() {
     let socket = cluster.dir.path().join("kprox.sock");
     // A stale socket left by a dead process.
     drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args([
+    let kprox = Kprox::start_exact(
+        &[
             "--admin-address",
             "off",
             "--kubeconfig",
             &cluster.kubeconfig_arg(),
             "--unix-socket",
             &socket.display().to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("line");
-    assert_eq!(
-        line.trim_end(),
-        format!("Starting to serve on {}", socket.display())
+        ],
+        &[],
     );
+    assert_eq!(kprox.address, socket.display().to_string());
     let meta = std::fs::metadata(&socket).expect("socket exists");
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -358,8 +335,7 @@ async fn a_unix_socket_is_private_replaces_a_stale_one_and_serves_curl() {
         "curl",
     );
     assert!(pods.contains("alpha"));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(kprox);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -414,24 +390,11 @@ async fn sigterm_stops_kprox_cleanly() {
 
 #[test]
 fn the_demo_serves_three_simulated_apiservers_to_curl_and_kubectl() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args(["demo", "--port", "0", "--admin-address", "127.0.0.1:0"])
-        .env_remove("KUBECONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("demo starts");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("line");
-    let address = line
-        .trim_end()
-        .strip_prefix("Starting to serve on ")
-        .unwrap_or_else(|| panic!("startup line: {line:?}"))
-        .to_owned();
+    let demo = Kprox::start_exact(
+        &["demo", "--port", "0", "--admin-address", "127.0.0.1:0"],
+        &[],
+    );
+    let address = demo.address.clone();
     let pods = ok_stdout(
         &run(
             "curl",
@@ -460,9 +423,7 @@ fn the_demo_serves_three_simulated_apiservers_to_curl_and_kubectl() {
         &[("KUBECONFIG", "/dev/null")],
     );
     assert!(ok_stdout(&out, "kubectl").contains("web-0"));
-    let _ = child.kill();
-    let output = child.wait_with_output().expect("demo output");
-    let hints = String::from_utf8_lossy(&output.stderr);
+    let hints = demo.stderr();
     assert!(
         hints.contains(&format!("curl http://{address}/version")),
         "{hints}"

@@ -1,6 +1,8 @@
 //! The Kubernetes manifests in deploy/kubernetes are valid YAML with the fields Kubernetes
 //! requires, and the kprox arguments they use are arguments kprox accepts.
 
+mod support;
+
 use std::process::Command;
 
 use serde_json::Value;
@@ -35,16 +37,12 @@ fn kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
 
 /// Checks that kprox accepts `args` (flags and configuration), without a cluster.
 fn kprox_accepts(args: &[Value]) {
-    let args: Vec<&str> = args
+    let mut args: Vec<&str> = args
         .iter()
         .map(|a| a.as_str().expect("string arg"))
         .collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args(&args)
-        .args(["config", "print"])
-        .env("KUBECONFIG", "/nonexistent")
-        .output()
-        .expect("kprox");
+    args.extend(["config", "print"]);
+    let out = support::kprox_output(&args, &[("KUBECONFIG", "/nonexistent")]);
     assert!(
         out.status.success(),
         "kprox refuses {args:?}: {}",

@@ -117,8 +117,7 @@ async fn forwarded_client_credentials_are_the_clients_own_and_nothing_of_kproxs(
 #[tokio::test(flavor = "multi_thread")]
 async fn forward_mode_refuses_to_be_combined_with_pass_client_credentials() {
     let (_cluster, kubeconfig) = cluster_with_kprox_certificate().await;
-    let out = run(
-        env!("CARGO_BIN_EXE_kprox"),
+    let out = support::kprox_output(
         &[
             "--kubeconfig",
             &kubeconfig,
@@ -130,6 +129,7 @@ async fn forward_mode_refuses_to_be_combined_with_pass_client_credentials() {
             "forward",
             "--pass-client-credentials",
         ],
+        &[],
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -148,17 +148,17 @@ async fn nothing_kprox_prints_at_trace_level_holds_a_secret() {
         assert_clean(&format!("{context}: status"), &status, &secrets);
         assert_clean(&format!("{context}: logs"), &stderr, &secrets);
     }
-    let print = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args([
+    let print = support::kprox_output(
+        &[
             "--kubeconfig",
             &kubeconfig,
             "--context",
             "exec",
             "config",
             "print",
-        ])
-        .output()
-        .expect("print");
+        ],
+        &[],
+    );
     assert_clean(
         "config print",
         &String::from_utf8_lossy(&print.stdout),

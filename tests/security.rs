@@ -428,10 +428,7 @@ async fn append_server_path_prefixes_the_kubeconfig_servers_path() {
 
 #[test]
 fn a_remote_address_is_refused_without_an_explicit_opt_in() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kprox"))
-        .args(["--address", "0.0.0.0", "config", "check"])
-        .output()
-        .expect("runs");
+    let output = support::kprox_output(&["--address", "0.0.0.0", "config", "check"], &[]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

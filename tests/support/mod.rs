@@ -325,6 +325,21 @@ impl Drop for Kprox {
     }
 }
 
+/// Runs kprox to completion (subcommands such as `config check`, and starts that must fail),
+/// without the caller's `KUBECONFIG` or `RUST_LOG` unless `env` sets them.
+pub fn kprox_output(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kprox"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .env_remove("KUBECONFIG")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("kprox runs")
+}
+
 /// Fails the test loudly when a client the test needs is not installed.
 pub fn require_tool(tool: &str) -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
