@@ -12,9 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use kprox_testkit::{
-    Behaviour, FakeApiServer, FakeOptions, KubeconfigBuilder, Resource, Store, TestPki,
-};
+use kprox_testkit::{Behaviour, FakeApiServer, FakeCluster, FakeOptions, Resource};
 use support::{Kprox, TOKEN};
 
 struct Trio {
@@ -34,39 +32,24 @@ impl Trio {
     }
 
     async fn start_with_port(options: impl Fn(usize) -> FakeOptions, one_port: bool) -> Self {
-        let pki = Arc::new(TestPki::new("trio").expect("pki"));
-        let store = Arc::new(Store::new());
-        store.add_pod("default", "alpha").expect("pod");
-        let mut servers: Vec<FakeApiServer> = Vec::new();
-        for n in 0..3 {
-            let port = match servers.first() {
-                Some(first) if one_port => first.addr().port(),
-                _ => 0,
-            };
-            let server = FakeApiServer::start(FakeOptions {
-                ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n as u8 + 1)),
-                port,
-                tokens: vec![TOKEN.into()],
-                pki: Some(pki.clone()),
-                store: Some(store.clone()),
-                name: format!("apiserver-{n}"),
-                ..options(n)
-            })
-            .await
-            .expect("fake apiserver");
-            servers.push(server);
+        let on_its_address = |n: usize| FakeOptions {
+            ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n as u8 + 1)),
+            ..options(n)
+        };
+        let cluster = if one_port {
+            FakeCluster::start_on_one_port(3, TOKEN, on_its_address).await
+        } else {
+            FakeCluster::start(3, TOKEN, on_its_address).await
         }
+        .expect("fake apiservers");
+        cluster.store.add_pod("default", "alpha").expect("pod");
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
-        KubeconfigBuilder::new()
-            .cluster("trio", &servers[0].url(), &pki.ca_pem())
-            .user_token("u", TOKEN)
-            .context("trio", "trio", "u")
-            .current("trio")
-            .write(&kubeconfig)
+        cluster
+            .write_kubeconfig("trio", &kubeconfig)
             .expect("kubeconfig");
         Self {
-            servers,
+            servers: cluster.servers,
             kubeconfig: kubeconfig.display().to_string(),
             _dir: dir,
         }

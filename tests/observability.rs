@@ -6,10 +6,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kprox_testkit::{Behaviour, FakeApiServer, FakeOptions, KubeconfigBuilder, Store, TestPki};
+use kprox_testkit::{Behaviour, FakeApiServer, FakeOptions};
 use support::{Cluster, Kprox, TOKEN, ok_stdout, require_tool, run};
 
 fn get(url: &str) -> (u16, String) {
@@ -243,31 +242,18 @@ async fn the_access_log_names_requests_but_no_secret() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_page_in_chromium_shows_an_apiserver_going_down() {
-    let pki = Arc::new(TestPki::new("status").expect("pki"));
-    let store = Arc::new(Store::new());
-    let mut servers = Vec::new();
-    for n in 1..=3u8 {
-        servers.push(
-            FakeApiServer::start(FakeOptions {
-                ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)),
-                tokens: vec![TOKEN.into()],
-                pki: Some(pki.clone()),
-                store: Some(store.clone()),
-                ..Default::default()
-            })
-            .await
-            .expect("fake"),
-        );
-    }
+    let cluster = kprox_testkit::FakeCluster::start(3, TOKEN, |n| FakeOptions {
+        ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n as u8 + 1)),
+        ..Default::default()
+    })
+    .await
+    .expect("fake apiservers");
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
-    KubeconfigBuilder::new()
-        .cluster("c", &servers[0].url(), &pki.ca_pem())
-        .user_token("u", TOKEN)
-        .context("c", "c", "u")
-        .current("c")
-        .write(&kubeconfig)
+    cluster
+        .write_kubeconfig("c", &kubeconfig)
         .expect("kubeconfig");
+    let servers = cluster.servers.as_slice();
     let list = servers
         .iter()
         .map(FakeApiServer::url)
@@ -302,7 +288,7 @@ async fn the_status_page_in_chromium_shows_an_apiserver_going_down() {
         run("chromium", &refs)
     };
     let dom = ok_stdout(&chromium(&["--dump-dom"]), "chromium --dump-dom");
-    for server in &servers {
+    for server in servers {
         assert!(
             dom.contains(&format!("data-endpoint=\"{}\"", server.url())),
             "endpoint {} missing from the page: {dom}",

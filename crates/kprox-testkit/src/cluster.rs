@@ -24,13 +24,37 @@ impl FakeCluster {
         token: &str,
         options: impl Fn(usize) -> FakeOptions,
     ) -> anyhow::Result<Self> {
+        Self::start_with(replicas, token, options, false).await
+    }
+
+    /// Like [`FakeCluster::start`], every apiserver on the first one's port, as a real control
+    /// plane's are (each on its own address, which `options` must give).
+    pub async fn start_on_one_port(
+        replicas: usize,
+        token: &str,
+        options: impl Fn(usize) -> FakeOptions,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(replicas, token, options, true).await
+    }
+
+    async fn start_with(
+        replicas: usize,
+        token: &str,
+        options: impl Fn(usize) -> FakeOptions,
+        one_port: bool,
+    ) -> anyhow::Result<Self> {
         let pki = Arc::new(TestPki::new("fake-cluster-ca")?);
         let store = Arc::new(Store::new());
-        let mut servers = Vec::with_capacity(replicas);
+        let mut servers: Vec<FakeApiServer> = Vec::with_capacity(replicas);
         for i in 0..replicas {
             let defaults = options(i);
+            let port = match servers.first() {
+                Some(first) if one_port => first.addr().port(),
+                _ => defaults.port,
+            };
             servers.push(
                 FakeApiServer::start(FakeOptions {
+                    port,
                     tokens: vec![token.to_owned()],
                     pki: Some(pki.clone()),
                     store: Some(store.clone()),

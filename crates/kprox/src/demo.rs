@@ -3,11 +3,10 @@
 //! cluster.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use kprox_config::Config;
-use kprox_testkit::{FakeApiServer, FakeOptions, KubeconfigBuilder, Store, TestPki};
+use kprox_testkit::{FakeApiServer, FakeCluster, FakeOptions};
 
 use crate::run::serve_then;
 
@@ -15,34 +14,20 @@ const DEMO_TOKEN: &str = "kprox-demo-token";
 
 /// Runs the demo until interrupted.
 pub async fn run(config: anyhow::Result<Config>) -> anyhow::Result<()> {
-    let pki = Arc::new(TestPki::new("kprox-demo-ca")?);
     // One cluster: three apiservers over one store, as over one etcd.
-    let store = Arc::new(Store::new());
+    let cluster = FakeCluster::start(3, DEMO_TOKEN, |n| FakeOptions {
+        ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, u8::try_from(n + 1).unwrap_or(1))),
+        ..Default::default()
+    })
+    .await
+    .context("starting the simulated apiservers")?;
     for pod in ["web-0", "web-1", "db-0"] {
-        store.add_pod("default", pod)?;
-    }
-    let mut servers = Vec::new();
-    for n in 1..=3u8 {
-        let server = FakeApiServer::start(FakeOptions {
-            ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)),
-            tokens: vec![DEMO_TOKEN.to_owned()],
-            pki: Some(pki.clone()),
-            store: Some(store.clone()),
-            name: format!("demo-apiserver-{n}"),
-            ..Default::default()
-        })
-        .await
-        .with_context(|| format!("starting simulated apiserver {n}"))?;
-        servers.push(server);
+        cluster.store.add_pod("default", pod)?;
     }
     let dir = tempfile::Builder::new().prefix("kprox-demo-").tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
-    KubeconfigBuilder::new()
-        .cluster("demo", &servers[0].url(), &pki.ca_pem())
-        .user_token("demo", DEMO_TOKEN)
-        .context("demo", "demo", "demo")
-        .current("demo")
-        .write(&kubeconfig)?;
+    cluster.write_kubeconfig("demo", &kubeconfig)?;
+    let servers = &cluster.servers;
 
     let mut config = config?;
     kprox_telemetry::init_logging(&config.log)?;
