@@ -69,6 +69,9 @@ fn table() -> Vec<(String, Verdict)> {
         ),
         // no single reading: refused whatever the filter says
         (pod("/exec%00"), Ambiguous),
+        // a decoded newline would stop `.*` in the reject-paths regexes (found by fuzzing)
+        (pod("%0Ax/attach"), Ambiguous),
+        (pod("%0d/exec"), Ambiguous),
         (pod("/exec;jsessionid=1"), Ambiguous),
         (pod("/exec%3B"), Ambiguous),
         (pod("\\exec"), Ambiguous),

@@ -15,7 +15,7 @@
 //!   with a redirect to the same clean form.
 //!
 //! Refused outright, because servers read them differently and no single form can be judged:
-//! malformed escapes, NUL (`%00`), backslashes (`\`, `%5C`), `;` (`;`, `%3B`: path parameters
+//! malformed escapes, NUL (`%00`) and other encoded control characters, backslashes (`\`, `%5C`), `;` (`;`, `%3B`: path parameters
 //! to some servers), control, space and non-ASCII bytes, and a `.` or `..` segment made by an
 //! encoded slash (`x%2F..%2Fexec`), whose meaning depends on whether the slash is decoded first.
 
@@ -151,6 +151,13 @@ fn check_bytes(path: &str) -> Result<(), AmbiguousPath> {
                         ));
                     }
                     0 => return Err(AmbiguousPath("the path contains an encoded NUL (%00)")),
+                    // Decoded, a newline would end `.` in the filters' regexes early, so
+                    // `…/pods/x%0Ay/attach` would escape `^/api/.*/pods/.*/attach`.
+                    0x01..=0x1f | 0x7f => {
+                        return Err(AmbiguousPath(
+                            "the path contains an encoded control character (%01-%1F, %7F)",
+                        ));
+                    }
                     b';' => return Err(AmbiguousPath("the path contains an encoded `;` (%3B)")),
                     _ => {}
                 }
@@ -351,6 +358,10 @@ mod tests {
             "/a%5Cb",
             "/a\\b",
             "/a%00",
+            "/a%0A",
+            "/a%0d",
+            "/a%7F",
+            "/api/ce/pods/p/a%0Aa/attach",
             "/a;b",
             "/a%3Bb",
             "/a%zz",
