@@ -202,7 +202,12 @@ impl Forwarder {
         // The upstream chooses HTTP/2 or HTTP/1.1 per connection and sets Host / :authority.
         parts.version = http::Version::HTTP_11;
         let ours = self.settings.identity.adds_kproxs(&parts.headers);
-        let snapshot = self.credentials().fresh_snapshot().await;
+        // Only a request that carries kprox's credential waits for an expired one's refresh.
+        let snapshot = if ours {
+            self.credentials().fresh_snapshot().await
+        } else {
+            self.credentials().snapshot()
+        };
 
         if !(ours && self.credentials().refreshable()) {
             return self

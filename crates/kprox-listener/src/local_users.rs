@@ -61,12 +61,8 @@ impl LocalUsers {
         self.judge(tcp_peer_uid(local, peer))
     }
 
-    /// The verdict for a unix-socket connection whose peer runs as `uid`.
-    pub fn judge_unix(&self, uid: std::io::Result<u32>) -> Verdict {
-        self.judge(uid)
-    }
-
-    fn judge(&self, uid: std::io::Result<u32>) -> Verdict {
+    /// The verdict for a connection whose peer runs as `uid` (as far as the kernel said).
+    pub fn judge(&self, uid: std::io::Result<u32>) -> Verdict {
         match uid {
             Ok(uid) if self.allowed.contains(&uid) => Verdict::Served,
             Ok(uid) => {

@@ -155,7 +155,7 @@ pub async fn serve<H: Handler>(
         let verdict = settings.local_users.as_deref().map(|users| match &io {
             Stream::Tcp(tcp) => judge_tcp(users, tcp),
             Stream::Unix(unix) => {
-                users.judge_unix(unix.peer_cred().map(|credentials| credentials.uid()))
+                users.judge(unix.peer_cred().map(|credentials| credentials.uid()))
             }
         });
         if let Some(Verdict::Refused(message)) = verdict {
@@ -223,7 +223,7 @@ struct Connection<H> {
 fn judge_tcp(users: &LocalUsers, tcp: &tokio::net::TcpStream) -> Verdict {
     match (tcp.local_addr(), tcp.peer_addr()) {
         (Ok(local), Ok(peer)) => users.judge_tcp(local, peer),
-        (Err(error), _) | (_, Err(error)) => users.judge_unix(Err(error)),
+        (Err(error), _) | (_, Err(error)) => users.judge(Err(error)),
     }
 }
 
