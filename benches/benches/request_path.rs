@@ -4,13 +4,15 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, header};
 use kprox_config::FilterConfig;
 use kprox_listener::{Filter, hop_by_hop, normalise::normalise, sanitise};
-use kprox_upstream::Policy;
+use kprox_telemetry::Metrics;
 use kprox_upstream::balancer::{Balancer, Load};
+use kprox_upstream::{Health, HealthSettings, Policy, Signal};
 
 const PATH_ONLY: &str = "/api/v1/namespaces/default/pods";
 
@@ -94,19 +96,79 @@ fn headers(c: &mut Criterion) {
     );
 }
 
-fn endpoints(c: &mut Criterion) {
-    let up = [true, true, true];
-    let loads: Vec<Arc<Load>> = (0..3).map(|_| Arc::new(Load::default())).collect();
-    for (name, policy) in [
-        ("least-request", Policy::LeastRequest),
-        ("round-robin", Policy::RoundRobin),
-    ] {
-        let balancer = Balancer::new(policy);
-        c.bench_function(&format!("balancer: {name}, 3 apiservers"), |b| {
-            b.iter(|| black_box(balancer.order(black_box(&up), &loads, None)))
-        });
+/// Stands for the upstream's endpoint state: what choosing an endpoint reads.
+struct Candidate {
+    health: Health,
+    load: Arc<Load>,
+}
+
+fn candidates(n: usize) -> Vec<Candidate> {
+    (0..n)
+        .map(|_| Candidate {
+            health: Health::new(health_settings()),
+            load: Arc::new(Load::default()),
+        })
+        .collect()
+}
+
+fn health_settings() -> HealthSettings {
+    HealthSettings {
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+        fall: 3,
+        rise: 2,
+        ejection_base: Duration::from_secs(5),
+        ejection_max: Duration::from_secs(300),
     }
 }
 
-criterion_group!(request_path, filters, paths, headers, endpoints);
+fn endpoints(c: &mut Criterion) {
+    for n in [3, 10] {
+        let endpoints = candidates(n);
+        for (name, policy) in [
+            ("least-request", Policy::LeastRequest),
+            ("round-robin", Policy::RoundRobin),
+        ] {
+            let balancer = Balancer::new(policy);
+            c.bench_function(&format!("balancer: {name}, {n} apiservers"), |b| {
+                b.iter(|| {
+                    black_box(balancer.order(
+                        black_box(&endpoints),
+                        |e| e.health.is_up(),
+                        |e| &e.load,
+                        None,
+                    ))
+                })
+            });
+        }
+    }
+}
+
+fn health(c: &mut Criterion) {
+    let health = Health::new(health_settings());
+    c.bench_function(
+        "health: a request answered by an apiserver that is up",
+        |b| b.iter(|| black_box(health.record(black_box(Signal::RequestOk)))),
+    );
+}
+
+fn metrics(c: &mut Criterion) {
+    let metrics = Metrics::new("bench");
+    let endpoints: Vec<_> = (1..=3)
+        .map(|i| metrics.endpoint_requests(&format!("https://10.0.0.{i}:6443")))
+        .collect();
+    c.bench_function("metrics: count a request answered by an apiserver", |b| {
+        b.iter(|| metrics.request(&Method::GET, black_box(200), Some(black_box(&endpoints[2]))))
+    });
+}
+
+criterion_group!(
+    request_path,
+    filters,
+    paths,
+    headers,
+    endpoints,
+    health,
+    metrics
+);
 criterion_main!(request_path);

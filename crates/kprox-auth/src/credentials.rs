@@ -187,10 +187,10 @@ impl Credentials {
         }
     }
 
-    /// Starts the provider for `spec`: loads the credential once (an error here stops startup)
-    /// and, for refreshable sources, keeps it fresh in a background task that ends when the last
-    /// clone of the returned value is dropped.
-    pub async fn start(spec: &CredentialSpec) -> Result<Self, AuthError> {
+    /// Loads the credential `spec` names, once (an error here stops start-up or refuses a
+    /// reload). Nothing runs in the background: [`Credentials::keep_fresh`] is the work that
+    /// keeps a refreshable one fresh, for the caller's lifecycle to run.
+    pub async fn load(spec: &CredentialSpec) -> Result<Self, AuthError> {
         let mut credentials = Self::none();
         credentials.description = spec.describe().into();
         let source = match spec {
@@ -226,19 +226,26 @@ impl Credentials {
         refresher.identity.store(Arc::new(identity));
         credentials.current.store(Arc::new(first));
         refresher.counts.refreshes.fetch_add(1, Ordering::Relaxed);
-        match &refresher.source {
-            Source::TokenFile(_) => {
-                tokio::spawn(reread_periodically(
-                    Arc::downgrade(&refresher),
-                    TOKEN_FILE_REFRESH,
-                ));
-            }
-            Source::Exec(_) => {
-                tokio::spawn(refresh_ahead_of_expiry(Arc::downgrade(&refresher)));
-            }
-        }
         credentials.refresher = Some(refresher);
         Ok(credentials)
+    }
+
+    /// What keeps a refreshable credential fresh: a token file re-read every
+    /// [`TOKEN_FILE_REFRESH`], an exec plugin run again ahead of its credential's expiry.
+    /// `None` for a fixed credential. The future ends by itself once the last clone of these
+    /// credentials is dropped (a reload replaced them); dropping it stops the refreshes, and a
+    /// plugin run in progress with them.
+    pub fn keep_fresh(&self) -> Option<impl Future<Output = ()> + Send + 'static + use<>> {
+        let refresher = self.refresher.as_ref()?;
+        let token_file = matches!(refresher.source, Source::TokenFile(_));
+        let refresher = Arc::downgrade(refresher);
+        Some(async move {
+            if token_file {
+                reread_periodically(refresher, TOKEN_FILE_REFRESH).await;
+            } else {
+                refresh_ahead_of_expiry(refresher).await;
+            }
+        })
     }
 
     /// Adds `Impersonate-*` headers to every request.
@@ -436,7 +443,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_static_token_becomes_a_sensitive_bearer_header() {
-        let credentials = Credentials::start(&CredentialSpec::Token(Secret::new("abc".into())))
+        let credentials = Credentials::load(&CredentialSpec::Token(Secret::new("abc".into())))
             .await
             .expect("starts");
         let snapshot = credentials.snapshot();
@@ -451,9 +458,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("token");
         std::fs::write(&path, "first\n").expect("write");
-        let credentials = Credentials::start(&CredentialSpec::TokenFile(path.clone()))
+        let credentials = Credentials::load(&CredentialSpec::TokenFile(path.clone()))
             .await
             .expect("starts");
+        tokio::spawn(credentials.keep_fresh().expect("a token file is refreshed"));
         assert_eq!(
             credentials.snapshot().authorization.as_ref().expect("set"),
             "Bearer first"
@@ -486,7 +494,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("token");
         std::fs::write(&path, "\n").expect("write");
-        let error = Credentials::start(&CredentialSpec::TokenFile(path.clone()))
+        let error = Credentials::load(&CredentialSpec::TokenFile(path.clone()))
             .await
             .expect_err("empty");
         assert!(

@@ -185,7 +185,7 @@ async fn an_always_interactive_exec_plugin_is_refused_with_the_reason() {
         "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/true\n      interactiveMode: Always\n",
     );
     let access = load(&selection(&path)).expect("loads");
-    let error = kprox_auth::Credentials::start(&access.credential)
+    let error = kprox_auth::Credentials::load(&access.credential)
         .await
         .expect_err("refused");
     assert!(

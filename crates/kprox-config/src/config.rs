@@ -103,9 +103,10 @@ pub struct ListenConfig {
     /// Serve on this unix socket instead of TCP (kubectl's `-u/--unix-socket`).
     #[serde(serialize_with = "crate::print_format::path_or_empty")]
     pub unix_socket: Option<PathBuf>,
-    /// TCP keepalive period for client connections (kubectl's `--keepalive`); `0s` leaves the
-    /// operating system default.
-    pub keepalive: GoDuration,
+    /// TCP keepalive period for client connections (kubectl's `--keepalive`); `None`
+    /// (written `0s`, the default) leaves the operating system default.
+    #[serde(serialize_with = "crate::print_format::duration_or_zero")]
+    pub keepalive: Option<GoDuration>,
     /// Requests under this prefix are proxied with the prefix removed; always starts and ends
     /// with `/`. Default [`DEFAULT_API_PREFIX`].
     pub api_prefix: String,
@@ -139,7 +140,7 @@ pub struct ListenConfig {
     pub allowed_users: Vec<String>,
     /// Client connections served at once; more are answered `503` with `Retry-After` and
     /// closed. Default [`DEFAULT_MAX_CONNECTIONS`].
-    pub max_connections: u32,
+    pub max_connections: usize,
     /// On SIGTERM/SIGINT: new connections are refused at once, requests in flight get this
     /// long to finish, then watch streams end cleanly and tunnels close. Default
     /// [`DEFAULT_SHUTDOWN_GRACE`].
@@ -223,10 +224,10 @@ pub enum ClientCredentials {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ListenLimits {
     /// Most header fields in one request; more → `431`. Default [`DEFAULT_MAX_HEADERS`].
-    pub max_headers: u32,
+    pub max_headers: usize,
     /// Most bytes in one request's start line and headers; more → `431`. Default
     /// [`DEFAULT_MAX_HEADER_BYTES`].
-    pub max_header_bytes: u32,
+    pub max_header_bytes: usize,
     /// Most bytes in one request body; more → `413`. Default [`DEFAULT_MAX_BODY_BYTES`].
     pub max_body_bytes: u64,
     /// Time from the first byte of a request to the end of its headers. Default [`DEFAULT_HEADER_READ_TIMEOUT`].
@@ -419,23 +420,24 @@ pub struct UpstreamConfig {
     pub connect_timeout: GoDuration,
     /// Limit on the TLS handshake. Default [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`].
     pub tls_handshake_timeout: GoDuration,
-    /// HTTP/2 PING after this much silence on a connection; `0s` sends none. Default
-    /// [`DEFAULT_KEEPALIVE_INTERVAL`].
-    pub keepalive_interval: GoDuration,
+    /// HTTP/2 PING after this much silence on a connection; `None` (written `0s`) sends none.
+    /// Default [`DEFAULT_KEEPALIVE_INTERVAL`].
+    #[serde(serialize_with = "crate::print_format::duration_or_zero")]
+    pub keepalive_interval: Option<GoDuration>,
     /// A PING unanswered for this long closes the connection. Default [`DEFAULT_KEEPALIVE_TIMEOUT`].
     pub keepalive_timeout: GoDuration,
     /// Pooled connections idle this long are closed. Default [`DEFAULT_IDLE_TIMEOUT`].
     pub idle_timeout: GoDuration,
     /// Streams kprox opens on one HTTP/2 connection before opening another, capped by what the
     /// apiserver advertises. Default [`DEFAULT_MAX_STREAMS_PER_CONNECTION`].
-    pub max_streams_per_connection: u32,
+    pub max_streams_per_connection: usize,
     /// Requests other than watches in flight on every HTTP/2 connection to an apiserver before
     /// kprox opens another to share the load. Default [`DEFAULT_SPREAD_STREAMS`].
-    pub spread_streams: u32,
+    pub spread_streams: usize,
     /// HTTP/2 connections per apiserver opened to share load, at most (watches beyond
     /// `max_streams_per_connection` still get more). Default
     /// [`DEFAULT_MAX_CONNECTIONS_PER_APISERVER`].
-    pub max_connections_per_apiserver: u32,
+    pub max_connections_per_apiserver: usize,
     /// How an apiserver is chosen for each request. Default [`DEFAULT_POLICY`].
     pub policy: Policy,
     /// A server URL to prefer (first choice of the failover policy).
@@ -461,7 +463,7 @@ pub struct UpstreamConfig {
     /// long goes to the next apiserver at once (it speaks for its replica). Default [`DEFAULT_RETRY_AFTER_CAP`].
     pub retry_after_cap: GoDuration,
     /// Attempts per request, the first included (requests never sent do not count). Default [`DEFAULT_MAX_ATTEMPTS`].
-    pub max_attempts: u32,
+    pub max_attempts: usize,
     /// Resume a watch (JSON or protobuf) on another apiserver when its stream breaks, from the
     /// last resourceVersion delivered, in the same client response; a watch broken during its
     /// initial events gets an `ERROR` event instead (README, "Watches across a failover").

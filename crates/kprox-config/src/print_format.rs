@@ -47,3 +47,11 @@ pub(crate) fn string_or_empty<S: Serializer>(
 ) -> Result<S::Ok, S::Error> {
     s.serialize_str(value.as_deref().unwrap_or_default())
 }
+
+/// Prints a duration that is off when unset as the `0s` that turns it off.
+pub(crate) fn duration_or_zero<S: Serializer>(
+    value: &Option<crate::GoDuration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(&value.unwrap_or_default())
+}

@@ -43,6 +43,16 @@ pub struct ConnectionTimeouts {
     pub write: Duration,
 }
 
+impl From<&kprox_config::ListenLimits> for ConnectionTimeouts {
+    fn from(limits: &kprox_config::ListenLimits) -> Self {
+        Self {
+            idle: limits.idle_timeout.get(),
+            header_read: limits.header_read_timeout.get(),
+            write: limits.write_timeout.get(),
+        }
+    }
+}
+
 /// What the request side tells the byte stream: is a request being answered, is this a tunnel.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionState {

@@ -31,6 +31,25 @@ pub struct ForwardSettings {
     pub body_limits: BodyLimits,
 }
 
+impl ForwardSettings {
+    /// Forwarding as `[listen]` and `[filter]` ask; `server_path` is the apiserver URL's path
+    /// when `--append-server-path` is on.
+    pub fn from_config(
+        listen: &kprox_config::ListenConfig,
+        filter: &kprox_config::FilterConfig,
+        server_path: Option<&str>,
+    ) -> Self {
+        Self {
+            server_path: server_path.unwrap_or_default().to_owned(),
+            identity: Identity::from_config(
+                listen.client_credentials,
+                filter.pass_client_credentials,
+            ),
+            body_limits: BodyLimits::from(&listen.limits),
+        }
+    }
+}
+
 /// Whose credentials a forwarded request carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Identity {
@@ -47,6 +66,19 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// The identity `[listen] client_credentials` and `[filter] pass_client_credentials` ask for.
+    pub fn from_config(
+        client_credentials: kprox_config::ClientCredentials,
+        pass_client_credentials: bool,
+    ) -> Self {
+        use kprox_config::ClientCredentials;
+        match (client_credentials, pass_client_credentials) {
+            (ClientCredentials::Forward, _) => Self::ClientsOnly,
+            (ClientCredentials::Strip, true) => Self::ClientsWhenSent,
+            (ClientCredentials::Strip, false) => Self::Kprox,
+        }
+    }
+
     /// Whether kprox's credential goes on a request with these (client) headers.
     fn adds_kproxs(self, headers: &HeaderMap) -> bool {
         match self {

@@ -30,6 +30,23 @@ pub enum Verdict {
 }
 
 impl LocalUsers {
+    /// Who `[listen]` lets use loopback and unix-socket connections; `None` when anyone may.
+    /// With a kubeconfig (`auto`), only the user kprox runs as, root and `allowed_users`: the
+    /// credentials are that user's. In a pod (`auto`), or with `any`, anyone who can connect.
+    pub fn from_config(
+        listen: &kprox_config::ListenConfig,
+        in_cluster: bool,
+    ) -> Result<Option<Self>, String> {
+        let checked = match listen.local_users {
+            kprox_config::LocalUsers::Any => false,
+            kprox_config::LocalUsers::Owner => true,
+            kprox_config::LocalUsers::Auto => !in_cluster,
+        };
+        checked
+            .then(|| Self::new(&listen.allowed_users))
+            .transpose()
+    }
+
     /// kprox's user, root, and `allowed` (names from `/etc/passwd`, or UIDs).
     pub fn new(allowed: &[String]) -> Result<Self, String> {
         let owner = rustix::process::getuid().as_raw();

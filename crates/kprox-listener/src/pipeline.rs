@@ -248,7 +248,7 @@ impl Handler for Pipeline {
         self.metrics.request(
             &method,
             status.as_u16(),
-            served.as_ref().map(|s| s.endpoint.as_ref()),
+            served.as_ref().map(|s| &*s.requests),
         );
         let to_headers = started.elapsed();
         if self.access_log {

@@ -66,6 +66,15 @@ pub struct BodyLimits {
     pub read_timeout: Duration,
 }
 
+impl From<&kprox_config::ListenLimits> for BodyLimits {
+    fn from(limits: &kprox_config::ListenLimits) -> Self {
+        Self {
+            max_bytes: limits.max_body_bytes,
+            read_timeout: limits.body_read_timeout.get(),
+        }
+    }
+}
+
 /// The error a body fails with when it breaks a limit.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BodyRefused {

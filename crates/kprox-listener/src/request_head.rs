@@ -21,6 +21,15 @@ impl Default for HeadLimits {
     }
 }
 
+impl From<&kprox_config::ListenLimits> for HeadLimits {
+    fn from(limits: &kprox_config::ListenLimits) -> Self {
+        Self {
+            max_headers: limits.max_headers,
+            max_bytes: limits.max_header_bytes,
+        }
+    }
+}
+
 impl HeadLimits {
     /// hyper's hard ceilings: twice ours.
     pub fn hard_max_headers(&self) -> usize {

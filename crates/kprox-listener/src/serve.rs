@@ -79,6 +79,30 @@ pub struct ServeSettings {
     pub local_users: Option<Arc<LocalUsers>>,
 }
 
+impl ServeSettings {
+    /// The settings of `[listen]`, with what is built elsewhere: the TLS configuration, the
+    /// metrics, the drain the request path shares, and who may connect.
+    pub fn from_config(
+        listen: &kprox_config::ListenConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        metrics: Arc<kprox_telemetry::Metrics>,
+        drain: Arc<crate::Drain>,
+        local_users: Option<LocalUsers>,
+    ) -> Self {
+        Self {
+            keepalive: listen.keepalive.map(|d| d.get()),
+            timeouts: ConnectionTimeouts::from(&listen.limits),
+            head_limits: HeadLimits::from(&listen.limits),
+            tls,
+            metrics: Some(metrics),
+            max_connections: listen.max_connections,
+            grace: listen.shutdown_grace.get(),
+            drain,
+            local_users: local_users.map(Arc::new),
+        }
+    }
+}
+
 /// Counts a client connection as open while it lives.
 struct OpenConnection(Arc<kprox_telemetry::Metrics>);
 

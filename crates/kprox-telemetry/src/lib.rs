@@ -11,7 +11,7 @@ mod metrics;
 
 pub use logging::{init_logging, set_log_level};
 pub use metrics::{
-    CODE_CLASSES, CredentialSnapshot, EndpointSnapshot, KINDS, METHODS, Metrics, NO_ENDPOINT,
-    RULES, Snapshot,
+    CODE_CLASSES, CredentialSnapshot, EndpointRequests, EndpointSnapshot, KINDS, METHODS, Metrics,
+    NO_ENDPOINT, RULES, Snapshot,
 };
 pub use prometheus::IntCounter;

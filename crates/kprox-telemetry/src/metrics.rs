@@ -51,14 +51,25 @@ fn class_index(status: u16) -> usize {
     usize::from(status / 100).saturating_sub(1).min(4)
 }
 
-/// Pre-resolved request counters for one endpoint label.
+/// The request counters of one apiserver (or of kprox itself), every method and status class
+/// resolved once: the upstream asks for them when an endpoint joins and hands them to each
+/// response it serves, so counting a request looks nothing up.
 #[derive(Debug)]
-struct RequestCounters {
+pub struct EndpointRequests {
     by_method_class: Vec<IntCounter>,
 }
 
-fn counters_for(vec: &IntCounterVec, endpoint: &str) -> RequestCounters {
-    RequestCounters {
+impl EndpointRequests {
+    fn count(&self, method: &http::Method, status: u16) {
+        let index = method_index(method) * CODE_CLASSES.len() + class_index(status);
+        if let Some(counter) = self.by_method_class.get(index) {
+            counter.inc();
+        }
+    }
+}
+
+fn counters_for(vec: &IntCounterVec, endpoint: &str) -> EndpointRequests {
+    EndpointRequests {
         by_method_class: METHODS
             .iter()
             .flat_map(|m| CODE_CLASSES.iter().map(move |c| (*m, *c)))
@@ -121,8 +132,11 @@ pub struct CredentialSnapshot {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Counters per endpoint label, `none` first; extended when an apiserver joins (rare).
-    requests: arc_swap::ArcSwap<Vec<(Arc<str>, Arc<RequestCounters>)>>,
+    /// Requests kprox answered itself (label `none`).
+    answered_by_kprox: EndpointRequests,
+    /// Counters per apiserver label, handed out by [`Metrics::endpoint_requests`]; extended
+    /// when an apiserver joins (rare), never read per request.
+    endpoint_requests: Mutex<Vec<(Arc<str>, Arc<EndpointRequests>)>>,
     requests_vec: IntCounterVec,
     durations: Vec<Histogram>,
     in_flight: IntGauge,
@@ -177,8 +191,9 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
 }
 
 impl Metrics {
-    /// Creates every family; `endpoints` are the apiserver URLs (their label values).
-    pub fn new(endpoints: &[String], version: &str) -> Self {
+    /// Creates every family; apiservers get their series when the upstream asks for their
+    /// counters ([`Metrics::endpoint_requests`]).
+    pub fn new(version: &str) -> Self {
         let registry = Registry::new();
         let requests_vec = counter_vec(
             &registry,
@@ -186,17 +201,7 @@ impl Metrics {
             "Client requests answered, by method, status class and the apiserver that answered (none: answered by kprox).",
             &["method", "code", "endpoint"],
         );
-        let mut labels: Vec<String> = vec![NO_ENDPOINT.to_owned()];
-        labels.extend(endpoints.iter().cloned());
-        let requests: Vec<(Arc<str>, Arc<RequestCounters>)> = labels
-            .iter()
-            .map(|l| {
-                (
-                    Arc::from(l.as_str()),
-                    Arc::new(counters_for(&requests_vec, l)),
-                )
-            })
-            .collect();
+        let answered_by_kprox = counters_for(&requests_vec, NO_ENDPOINT);
         let durations_vec = register(
             &registry,
             HistogramVec::new(
@@ -251,7 +256,8 @@ impl Metrics {
             .unwrap_or_else(|e| panic!("latency: {e}")),
         );
         Self {
-            requests: arc_swap::ArcSwap::from_pointee(requests),
+            answered_by_kprox,
+            endpoint_requests: Mutex::new(Vec::new()),
             requests_vec,
             durations,
             in_flight: simple_gauge(
@@ -376,29 +382,32 @@ impl Metrics {
         }
     }
 
-    /// Counts a finished client request; `endpoint` is the index of the apiserver that
-    /// answered, `None` when kprox answered itself.
-    pub fn request(&self, method: &http::Method, status: u16, endpoint: Option<&str>) {
-        let label = endpoint.unwrap_or(NO_ENDPOINT);
-        let index = method_index(method) * CODE_CLASSES.len() + class_index(status);
-        let table = self.requests.load();
-        let counters = match table.iter().find(|(l, _)| l.as_ref() == label) {
-            Some((_, counters)) => counters.clone(),
-            None => {
-                // An apiserver that joined since start (discovery, reload).
-                let counters = Arc::new(counters_for(&self.requests_vec, label));
-                let added = (Arc::from(label), counters.clone());
-                self.requests.rcu(|t| {
-                    let mut t = Vec::clone(t);
-                    t.push(added.clone());
-                    t
-                });
-                counters
-            }
-        };
-        if let Some(counter) = counters.by_method_class.get(index) {
-            counter.inc();
+    /// The request counters of the apiserver `url` (its label value): resolved once, when the
+    /// endpoint joins; the same handle for the same URL.
+    pub fn endpoint_requests(&self, url: &str) -> Arc<EndpointRequests> {
+        let mut table = self
+            .endpoint_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some((_, counters)) = table.iter().find(|(label, _)| label.as_ref() == url) {
+            return counters.clone();
         }
+        let counters = Arc::new(counters_for(&self.requests_vec, url));
+        table.push((Arc::from(url), counters.clone()));
+        counters
+    }
+
+    /// Counts a finished client request; `answered_by` holds the counters of the apiserver
+    /// that answered, `None` when kprox answered itself.
+    pub fn request(
+        &self,
+        method: &http::Method,
+        status: u16,
+        answered_by: Option<&EndpointRequests>,
+    ) {
+        answered_by
+            .unwrap_or(&self.answered_by_kprox)
+            .count(method, status);
     }
 
     /// Records a duration for a request kind (`0` plain, `1` watch, `2` upgrade).
@@ -452,10 +461,13 @@ impl Metrics {
 
     /// Client requests answered so far (all labels).
     pub fn requests_total(&self) -> u64 {
-        self.requests
-            .load()
-            .iter()
-            .flat_map(|(_, c)| c.by_method_class.iter())
+        let table = self
+            .endpoint_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        std::iter::once(&self.answered_by_kprox)
+            .chain(table.iter().map(|(_, counters)| &**counters))
+            .flat_map(|c| c.by_method_class.iter())
             .map(IntCounter::get)
             .sum()
     }
@@ -571,8 +583,14 @@ mod tests {
 
     #[test]
     fn requests_land_in_pre_resolved_counters() {
-        let metrics = Metrics::new(&["https://a:6443".into(), "https://b:6443".into()], "0.1.0");
-        metrics.request(&http::Method::GET, 200, Some("https://b:6443"));
+        let metrics = Metrics::new("0.1.0");
+        let _a = metrics.endpoint_requests("https://a:6443");
+        let b = metrics.endpoint_requests("https://b:6443");
+        assert!(
+            Arc::ptr_eq(&b, &metrics.endpoint_requests("https://b:6443")),
+            "one handle per apiserver"
+        );
+        metrics.request(&http::Method::GET, 200, Some(&b));
         metrics.request(
             &http::Method::from_bytes(b"PROPFIND").expect("method"),
             403,
@@ -594,7 +612,7 @@ mod tests {
 
     #[test]
     fn synced_counters_only_move_forward() {
-        let metrics = Metrics::new(&["https://a:6443".into()], "0.1.0");
+        let metrics = Metrics::new("0.1.0");
         let mut snapshot = Snapshot {
             retries_reset: 3,
             ..Default::default()

@@ -119,8 +119,13 @@ impl Drop for LoadGuard {
     }
 }
 
-/// Picks endpoints; `up[i]` and `loads[i]` describe endpoint `i`, `preferred` goes first for
-/// the failover policy.
+/// Endpoints a request's order holds without allocating; more spill to the heap.
+pub const INLINE_ENDPOINTS: usize = 8;
+
+/// The endpoints to try for one request, as indices, first choice first.
+pub type Order = smallvec::SmallVec<[usize; INLINE_ENDPOINTS]>;
+
+/// Picks endpoints for requests; `preferred` goes first for the failover policy.
 #[derive(Debug)]
 pub struct Balancer {
     policy: Policy,
@@ -156,20 +161,30 @@ impl Balancer {
         (x % bound.max(1) as u64) as usize
     }
 
-    /// The order in which to try endpoints: the policy's choice first, then the other usable
+    /// The order in which to try `endpoints`: the policy's choice first, then the other usable
     /// ones as fallbacks. Usable means up, or — when none is up — all of them (panic mode).
-    pub fn order(&self, up: &[bool], loads: &[Arc<Load>], preferred: Option<usize>) -> Vec<usize> {
-        let mut usable: Vec<usize> = (0..up.len()).filter(|&i| up[i]).collect();
+    /// Called for every request, so it reads only atomics and allocates nothing for up to
+    /// [`INLINE_ENDPOINTS`] endpoints.
+    pub fn order<E>(
+        &self,
+        endpoints: &[E],
+        is_up: impl Fn(&E) -> bool,
+        load: impl Fn(&E) -> &Load,
+        preferred: Option<usize>,
+    ) -> Order {
+        let mut usable: Order = (0..endpoints.len())
+            .filter(|&i| is_up(&endpoints[i]))
+            .collect();
         if usable.is_empty() {
-            usable = (0..up.len()).collect();
+            usable = (0..endpoints.len()).collect();
         }
+        let cost = |i: usize| load(&endpoints[i]).cost();
         match self.policy {
             Policy::Failover => {
                 if let Some(p) = preferred
                     && let Some(pos) = usable.iter().position(|&i| i == p)
                 {
-                    let first = usable.remove(pos);
-                    usable.insert(0, first);
+                    usable[..=pos].rotate_right(1);
                 }
             }
             Policy::RoundRobin => {
@@ -183,15 +198,15 @@ impl Balancer {
                     if b >= a {
                         b += 1;
                     }
-                    let winner = if loads[usable[a]].cost() <= loads[usable[b]].cost() {
+                    let winner = if cost(usable[a]) <= cost(usable[b]) {
                         a
                     } else {
                         b
                     };
-                    let first = usable.remove(winner);
-                    // Fallbacks cheapest first.
-                    usable.sort_by(|&x, &y| loads[x].cost().total_cmp(&loads[y].cost()));
-                    usable.insert(0, first);
+                    usable.swap(0, winner);
+                    // Fallbacks cheapest first (ties in configured order).
+                    usable[1..]
+                        .sort_unstable_by(|&x, &y| cost(x).total_cmp(&cost(y)).then(x.cmp(&y)));
                 }
             }
         }
@@ -207,16 +222,30 @@ mod tests {
         (0..n).map(|_| Arc::new(Load::default())).collect()
     }
 
+    /// The order over endpoints whose health is `up[i]` and load `loads[i]`.
+    fn order(
+        balancer: &Balancer,
+        up: &[bool],
+        loads: &[Arc<Load>],
+        preferred: Option<usize>,
+    ) -> Vec<usize> {
+        let endpoints: Vec<(bool, &Load)> =
+            up.iter().copied().zip(loads.iter().map(|l| &**l)).collect();
+        balancer
+            .order(&endpoints, |e| e.0, |e| e.1, preferred)
+            .to_vec()
+    }
+
     #[test]
     fn down_endpoints_are_skipped_unless_all_are_down() {
         let balancer = Balancer::new(Policy::RoundRobin);
         let l = loads(3);
         for _ in 0..10 {
-            assert_eq!(balancer.order(&[true, false, true], &l, None).len(), 2);
-            assert!(!balancer.order(&[true, false, true], &l, None).contains(&1));
+            assert_eq!(order(&balancer, &[true, false, true], &l, None).len(), 2);
+            assert!(!order(&balancer, &[true, false, true], &l, None).contains(&1));
         }
         assert_eq!(
-            balancer.order(&[false, false, false], &l, None).len(),
+            order(&balancer, &[false, false, false], &l, None).len(),
             3,
             "panic mode tries all"
         );
@@ -227,7 +256,7 @@ mod tests {
         let balancer = Balancer::new(Policy::RoundRobin);
         let l = loads(3);
         let firsts: Vec<usize> = (0..6)
-            .map(|_| balancer.order(&[true; 3], &l, None)[0])
+            .map(|_| order(&balancer, &[true; 3], &l, None)[0])
             .collect();
         assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
     }
@@ -236,8 +265,8 @@ mod tests {
     fn failover_prefers_the_preferred_then_the_configured_order() {
         let balancer = Balancer::new(Policy::Failover);
         let l = loads(3);
-        assert_eq!(balancer.order(&[true; 3], &l, Some(2)), [2, 0, 1]);
-        assert_eq!(balancer.order(&[true, true, false], &l, Some(2)), [0, 1]);
+        assert_eq!(order(&balancer, &[true; 3], &l, Some(2)), [2, 0, 1]);
+        assert_eq!(order(&balancer, &[true, true, false], &l, Some(2)), [0, 1]);
     }
 
     #[test]
@@ -247,7 +276,7 @@ mod tests {
         l[0].observe(Duration::from_millis(200));
         let mut firsts = [0usize; 3];
         for _ in 0..300 {
-            firsts[balancer.order(&[true; 3], &l, None)[0]] += 1;
+            firsts[order(&balancer, &[true; 3], &l, None)[0]] += 1;
         }
         assert!(
             firsts[0] < 20,
@@ -258,7 +287,7 @@ mod tests {
         let l = loads(2);
         let _busy: Vec<LoadGuard> = (0..10).map(|_| l[1].start()).collect();
         for _ in 0..50 {
-            assert_eq!(balancer.order(&[true, true], &l, None)[0], 0);
+            assert_eq!(order(&balancer, &[true, true], &l, None)[0], 0);
         }
     }
 

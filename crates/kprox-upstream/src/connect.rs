@@ -31,6 +31,22 @@ pub struct ConnectSettings {
     pub proxy: Option<crate::ProxySettings>,
 }
 
+impl ConnectSettings {
+    /// The `[upstream]` timeouts and keepalive, and the kubeconfig cluster's proxy.
+    pub fn from_config(
+        config: &kprox_config::UpstreamConfig,
+        proxy: Option<crate::ProxySettings>,
+    ) -> Self {
+        Self {
+            connect_timeout: config.connect_timeout.get(),
+            tls_handshake_timeout: config.tls_handshake_timeout.get(),
+            keepalive_interval: config.keepalive_interval.map(|d| d.get()),
+            keepalive_timeout: config.keepalive_timeout.get(),
+            proxy,
+        }
+    }
+}
+
 /// A fresh connection, ready for requests.
 #[derive(Debug)]
 pub(crate) enum Connection {

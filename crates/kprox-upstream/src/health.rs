@@ -34,6 +34,19 @@ pub struct HealthSettings {
     pub ejection_max: Duration,
 }
 
+impl From<&kprox_config::UpstreamConfig> for HealthSettings {
+    fn from(config: &kprox_config::UpstreamConfig) -> Self {
+        Self {
+            interval: config.health_check_interval.get(),
+            timeout: config.health_check_timeout.get(),
+            fall: config.health_fall,
+            rise: config.health_rise,
+            ejection_base: config.ejection_base.get(),
+            ejection_max: config.ejection_max.get(),
+        }
+    }
+}
+
 /// A signal about an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
@@ -74,11 +87,14 @@ struct Machine {
     up_since: Instant,
 }
 
-/// One endpoint's health: the machine behind a mutex (touched on signals only) and the up/down
-/// flag the request path reads without locking.
+/// One endpoint's health: the machine behind a mutex and the up/down flag the request path
+/// reads without locking. A request answered by an endpoint in the steady state (up, no
+/// failure counted, no ejection to forgive) changes nothing, so it takes no lock either.
 #[derive(Debug)]
 pub struct Health {
     up: AtomicBool,
+    /// The machine is up with every counter at zero: a success would change nothing.
+    steady: AtomicBool,
     /// Ejections ever (never forgiven), for metrics.
     ejections_total: std::sync::atomic::AtomicU64,
     passed: std::sync::atomic::AtomicU64,
@@ -92,6 +108,7 @@ impl Health {
         let now = Instant::now();
         Self {
             up: AtomicBool::new(true),
+            steady: AtomicBool::new(true),
             ejections_total: std::sync::atomic::AtomicU64::new(0),
             passed: std::sync::atomic::AtomicU64::new(0),
             machine: Mutex::new(Machine {
@@ -137,6 +154,13 @@ impl Health {
         if signal == Signal::CheckPassed {
             self.passed.fetch_add(1, Ordering::Relaxed);
         }
+        // The request path's common case. A failure recorded concurrently is simply ordered
+        // after this success, as it could have been anyway.
+        if matches!(signal, Signal::RequestOk | Signal::CheckPassed)
+            && self.steady.load(Ordering::Acquire)
+        {
+            return None;
+        }
         let now = Instant::now();
         let mut m = self.lock();
         let before = m.state;
@@ -181,6 +205,13 @@ impl Health {
             (State::Down, Signal::RequestOk) => {}
         }
         self.up.store(m.state == State::Up, Ordering::Relaxed);
+        self.steady.store(
+            m.state == State::Up
+                && m.consecutive_failures == 0
+                && m.consecutive_server_errors == 0
+                && m.ejections == 0,
+            Ordering::Release,
+        );
         (m.state != before).then_some(m.state)
     }
 
@@ -278,6 +309,35 @@ mod tests {
         tokio::time::advance(Duration::from_secs(30)).await;
         health.record(Signal::RequestOk);
         assert_eq!(health.ejections(), 0, "a long healthy spell forgives");
+    }
+
+    #[test]
+    fn a_success_in_the_steady_state_takes_no_lock_and_a_failure_ends_the_steady_state() {
+        let health = std::sync::Arc::new(Health::new(settings()));
+        let held = health.lock();
+        let (done, finished) = std::sync::mpsc::channel();
+        let recorder = health.clone();
+        std::thread::spawn(move || {
+            let _ = done.send(recorder.record(Signal::RequestOk));
+        });
+        assert_eq!(
+            finished.recv_timeout(Duration::from_secs(5)),
+            Ok(None),
+            "a success while steady waited for the machine's lock"
+        );
+        drop(held);
+        health.record(Signal::CheckFailed);
+        assert!(!health.steady.load(Ordering::Acquire));
+        health.record(Signal::RequestOk);
+        assert!(
+            health.steady.load(Ordering::Acquire),
+            "the success reset the count"
+        );
+        assert_eq!(
+            health.record(Signal::CheckFailed),
+            None,
+            "one failure again, not two"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -31,7 +31,7 @@ pub use body::ResponseBody;
 pub use connect::ConnectSettings;
 pub use endpoint::Endpoint;
 pub use error::{ErrorKind, Sent, UpstreamError};
-pub use health::{HealthSettings, Signal, State as HealthState};
+pub use health::{Health, HealthSettings, Signal, State as HealthState};
 pub use passthrough::{PassthroughConnection, PassthroughLease};
 pub use passthrough_stats::{PassthroughCounts, PassthroughStats};
 pub use proxy::ProxySettings;
@@ -39,7 +39,8 @@ pub use retry::RetrySettings;
 pub use served::Served;
 pub use tls::TlsSettings;
 pub use upstream::{
-    Authorize, EndpointView, HealthChange, PoolSettings, RetryCounts, Upstream, UpstreamSettings,
+    Authorize, EndpointView, HealthChange, PoolSettings, RetryCounts, Upstream, UpstreamParts,
+    UpstreamSettings,
 };
 pub use watch_request::is_watch;
 

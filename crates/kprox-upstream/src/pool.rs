@@ -48,6 +48,17 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
 }
 
+impl From<&kprox_config::UpstreamConfig> for PoolSettings {
+    fn from(config: &kprox_config::UpstreamConfig) -> Self {
+        Self {
+            max_streams: config.max_streams_per_connection,
+            spread_streams: config.spread_streams,
+            max_connections: config.max_connections_per_apiserver,
+            idle_timeout: config.idle_timeout.get(),
+        }
+    }
+}
+
 /// One HTTP/2 connection and the streams open on it.
 #[derive(Debug)]
 struct H2Conn {

@@ -29,6 +29,17 @@ pub struct RetrySettings {
     pub max_attempts: usize,
 }
 
+impl From<&kprox_config::UpstreamConfig> for RetrySettings {
+    fn from(config: &kprox_config::UpstreamConfig) -> Self {
+        Self {
+            budget_percent: config.retry_budget_percent,
+            min_per_second: config.retry_min_per_second,
+            retry_after_cap: config.retry_after_cap.get(),
+            max_attempts: config.max_attempts,
+        }
+    }
+}
+
 /// What to do after a failed attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {

@@ -14,8 +14,9 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
 use http_body::Body as _;
 use http_body_util::{BodyExt, Empty};
+use kprox_telemetry::{EndpointRequests, Metrics};
 
-use crate::balancer::{Balancer, Load, Policy};
+use crate::balancer::{Balancer, Load, Order, Policy};
 use crate::body::ResponseBody;
 use crate::connect::{ConnectSettings, Connection, Connector};
 use crate::error::{ErrorKind, Sent, chain};
@@ -58,6 +59,51 @@ pub struct UpstreamSettings {
     pub watch_resume: bool,
     /// Follow the `kubernetes` service's EndpointSlices to find the apiservers.
     pub discover: bool,
+    /// Where each endpoint's request counters come from.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What the upstream needs besides its `[upstream]` section: found by the assembly (the
+/// servers, the TLS material, the kubeconfig's proxy) or shared with the rest of kprox.
+pub struct UpstreamParts {
+    /// Apiserver URLs, in configured order.
+    pub servers: Vec<String>,
+    /// TLS material; required when any server is `https`.
+    pub tls: Option<TlsSettings>,
+    /// The kubeconfig cluster's `proxy-url`.
+    pub proxy: Option<crate::ProxySettings>,
+    /// Credentials for health checks.
+    pub authorize: Authorize,
+    /// Where each endpoint's request counters come from.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for UpstreamParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamParts")
+            .field("servers", &self.servers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamSettings {
+    /// The settings of `config`'s `[upstream]` section with the `parts` found elsewhere.
+    pub fn from_config(config: &kprox_config::UpstreamConfig, parts: UpstreamParts) -> Self {
+        Self {
+            servers: parts.servers,
+            tls: parts.tls,
+            connect: ConnectSettings::from_config(config, parts.proxy),
+            pool: PoolSettings::from(config),
+            policy: config.policy,
+            preferred: config.preferred.clone(),
+            health: HealthSettings::from(config),
+            retry: RetrySettings::from(config),
+            authorize: parts.authorize,
+            watch_resume: config.watch_resume,
+            discover: config.discover,
+            metrics: parts.metrics,
+        }
+    }
 }
 
 impl std::fmt::Debug for UpstreamSettings {
@@ -72,6 +118,10 @@ impl std::fmt::Debug for UpstreamSettings {
 #[derive(Debug)]
 pub(crate) struct EndpointState {
     pub(crate) url: Arc<str>,
+    /// The failover policy's first choice (`upstream.preferred`).
+    preferred: bool,
+    /// Its request counters, handed to every response it serves.
+    requests: Arc<EndpointRequests>,
     pub(crate) pool: Arc<EndpointPool>,
     pub(crate) health: Health,
     load: Arc<Load>,
@@ -129,11 +179,8 @@ pub struct Upstream {
     endpoints: ArcSwap<Vec<Arc<EndpointState>>>,
     /// Shared by every endpoint URL (`--append-server-path`).
     base_path: String,
-    /// The URL to prefer, if configured.
-    preferred: Option<String>,
     /// What a new endpoint needs.
-    pool_settings: PoolSettings,
-    health_settings: HealthSettings,
+    joining: Joining,
     connector: Arc<Connector>,
     balancer: Balancer,
     retry: RetrySettings,
@@ -226,22 +273,23 @@ impl Upstream {
                     .map(str::to_owned)
             });
         let connector = Connector::new(tls, server_name, settings.connect.clone());
-        let pool_settings = settings.pool.clone();
         let connector = Arc::new(connector);
-        let states: Vec<Arc<EndpointState>> = endpoints
-            .into_iter()
-            .map(|e| new_state(e, &pool_settings, &settings.health))
-            .collect();
-        let (check_sender, to_check) = tokio::sync::mpsc::unbounded_channel();
-        let upstream = Arc::new(Self {
-            endpoints: ArcSwap::from_pointee(states),
-            base_path,
+        let joining = Joining {
+            pool: settings.pool.clone(),
+            health: settings.health.clone(),
             preferred: settings
                 .preferred
                 .as_ref()
                 .map(|p| p.trim_end_matches('/').to_owned()),
-            pool_settings,
-            health_settings: settings.health.clone(),
+            metrics: settings.metrics.clone(),
+        };
+        let states: Vec<Arc<EndpointState>> =
+            endpoints.into_iter().map(|e| joining.state(e)).collect();
+        let (check_sender, to_check) = tokio::sync::mpsc::unbounded_channel();
+        let upstream = Arc::new(Self {
+            endpoints: ArcSwap::from_pointee(states),
+            base_path,
+            joining,
             connector,
             balancer: Balancer::new(settings.policy),
             budget: RetryBudget::new(&settings.retry),
@@ -281,12 +329,12 @@ impl Upstream {
         let mut work = tokio::task::JoinSet::new();
         work.spawn(sweep(
             Arc::downgrade(&self),
-            self.pool_settings.idle_timeout / 2,
+            self.joining.pool.idle_timeout / 2,
         ));
         if self.discover {
             work.spawn(crate::discovery::follow(Arc::downgrade(&self)));
         }
-        let (upstream, settings) = (Arc::downgrade(&self), self.health_settings.clone());
+        let (upstream, settings) = (Arc::downgrade(&self), self.joining.health.clone());
         drop(self);
         while let Some(endpoint) = to_check.recv().await {
             while work.try_join_next().is_some() {}
@@ -341,7 +389,7 @@ impl Upstream {
                 |e| match current.iter().find(|c| c.url.as_ref() == e.url()) {
                     Some(existing) => existing.clone(),
                     None => {
-                        let state = new_state(e, &self.pool_settings, &self.health_settings);
+                        let state = self.joining.state(e);
                         added.push(state.clone());
                         state
                     }
@@ -435,7 +483,7 @@ impl Upstream {
         self.endpoints.load().iter().any(|e| e.health.is_up())
     }
 
-    fn order(&self, endpoints: &[Arc<EndpointState>]) -> Vec<usize> {
+    fn order(&self, endpoints: &[Arc<EndpointState>]) -> Order {
         self.order_by(endpoints, |e| &e.load)
     }
 
@@ -444,14 +492,10 @@ impl Upstream {
         &self,
         endpoints: &[Arc<EndpointState>],
         load_of: impl Fn(&EndpointState) -> &Arc<Load>,
-    ) -> Vec<usize> {
-        let up: Vec<bool> = endpoints.iter().map(|e| e.health.is_up()).collect();
-        let loads: Vec<Arc<Load>> = endpoints.iter().map(|e| load_of(e).clone()).collect();
-        let preferred = self
-            .preferred
-            .as_deref()
-            .and_then(|p| endpoints.iter().position(|e| e.url.as_ref() == p));
-        self.balancer.order(&up, &loads, preferred)
+    ) -> Order {
+        let preferred = endpoints.iter().position(|e| e.preferred);
+        self.balancer
+            .order(endpoints, |e| e.health.is_up(), |e| load_of(e), preferred)
     }
 
     /// Health changes, newest first.
@@ -657,6 +701,7 @@ impl Upstream {
                     let mut response = response.map(|b| b.with_load(load));
                     response.extensions_mut().insert(Served {
                         endpoint: endpoint.url.clone(),
+                        requests: endpoint.requests.clone(),
                         attempts: u32::try_from(attempt + 1).unwrap_or(u32::MAX),
                     });
                     return Ok(response);
@@ -797,6 +842,7 @@ impl Upstream {
                         response.map(|b| ResponseBody::pooled(PooledBody::unpooled(b)));
                     response.extensions_mut().insert(Served {
                         endpoint: state.url.clone(),
+                        requests: state.requests.clone(),
                         attempts: 1,
                     });
                     response
@@ -837,20 +883,31 @@ fn jittered(interval: Duration) -> Duration {
 }
 
 /// Builds the state of a new endpoint.
-fn new_state(
-    endpoint: Endpoint,
-    pool: &PoolSettings,
-    health: &HealthSettings,
-) -> Arc<EndpointState> {
-    Arc::new(EndpointState {
-        url: Arc::from(endpoint.url()),
-        pool: Arc::new(EndpointPool::new(endpoint, pool.clone())),
-        health: Health::new(health.clone()),
-        load: Arc::new(Load::default()),
-        last_error: std::sync::Mutex::new(None),
-        ejected: tokio::sync::Notify::new(),
-        passthrough: Arc::new(PassthroughStats::default()),
-    })
+/// What an endpoint gets when it joins the set (start-up, discovery, reload).
+#[derive(Debug)]
+struct Joining {
+    pool: PoolSettings,
+    health: HealthSettings,
+    /// The URL to prefer, if configured, without a trailing `/`.
+    preferred: Option<String>,
+    metrics: Arc<Metrics>,
+}
+
+impl Joining {
+    fn state(&self, endpoint: Endpoint) -> Arc<EndpointState> {
+        let url: Arc<str> = Arc::from(endpoint.url());
+        Arc::new(EndpointState {
+            preferred: self.preferred.as_deref() == Some(url.as_ref()),
+            requests: self.metrics.endpoint_requests(&url),
+            url,
+            pool: Arc::new(EndpointPool::new(endpoint, self.pool.clone())),
+            health: Health::new(self.health.clone()),
+            load: Arc::new(Load::default()),
+            last_error: std::sync::Mutex::new(None),
+            ejected: tokio::sync::Notify::new(),
+            passthrough: Arc::new(PassthroughStats::default()),
+        })
+    }
 }
 
 /// Probes one endpoint's `/readyz` until it leaves the set or the upstream is dropped.

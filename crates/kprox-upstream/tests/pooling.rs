@@ -60,6 +60,7 @@ fn settings(servers: Vec<String>, pki: &TestPki) -> UpstreamSettings {
         }),
         watch_resume: true,
         discover: false,
+        metrics: std::sync::Arc::new(kprox_telemetry::Metrics::new("test")),
     }
 }
 

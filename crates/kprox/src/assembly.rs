@@ -56,7 +56,7 @@ pub async fn assemble(config: &Config, access: &ClusterAccess) -> anyhow::Result
         }
         Credentials::none()
     } else {
-        Credentials::start(&access.credential)
+        Credentials::load(&access.credential)
             .await
             .context("loading credentials")?
             .with_impersonation(&access.impersonation)?

@@ -36,7 +36,8 @@ pub struct Reloader {
     credentials: Arc<arc_swap::ArcSwap<Credentials>>,
     /// What the TLS settings in force were made of.
     tls_inputs: Option<TlsInputs>,
-    /// Ends the TLS follower of the configuration in force.
+    /// Ends the followers of the configuration in force: its TLS material and its
+    /// credential's refreshes.
     follower: CancellationToken,
     /// Spawns the followers (they end at shutdown).
     tasks: Tasks,
@@ -68,15 +69,19 @@ impl Reloader {
             tasks: tasks.clone(),
         };
         reloader.tls_inputs = parts.tls.as_ref().map(TlsSource::inputs);
-        reloader.follow(parts.tls);
+        reloader.follow(parts);
         reloader
     }
 
-    /// Follows `tls` (its files and exec-plugin renewals) until the next reload or shutdown.
-    fn follow(&mut self, tls: Option<TlsSource>) {
+    /// Follows the TLS material of `parts` (its files and exec-plugin renewals) and keeps its
+    /// credential fresh, until the next reload or shutdown.
+    fn follow(&mut self, parts: Parts) {
         self.follower.cancel();
         self.follower = self.tasks.child();
-        if let Some(tls) = tls {
+        if let Some(refresh) = parts.credentials.keep_fresh() {
+            self.tasks.spawn_until(self.follower.clone(), refresh);
+        }
+        if let Some(tls) = parts.tls {
             let every = self.config.kubeconfig.reload_interval.get();
             let follow = tls.follow(self.upstream.clone(), every, self.follower.clone());
             self.tasks.spawn_until(self.follower.clone(), follow);
@@ -137,7 +142,8 @@ impl Reloader {
         self.tls_inputs = inputs;
         self.credentials.store(Arc::new(parts.credentials.clone()));
         self.pipeline.set_filter(parts.filter.clone());
-        self.follow(parts.tls);
+        let servers = parts.servers.clone();
+        self.follow(parts);
         if config.listen != self.config.listen
             || config.admin != self.config.admin
             || config.passthrough != self.config.passthrough
@@ -154,7 +160,7 @@ impl Reloader {
                 "apiserver connection settings other than the server list take effect at the next restart"
             );
         }
-        tracing::info!(trigger = why, context = %access.context, servers = ?parts.servers, "configuration reloaded");
+        tracing::info!(trigger = why, context = %access.context, ?servers, "configuration reloaded");
         self.config = config;
     }
 

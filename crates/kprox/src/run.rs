@@ -58,6 +58,10 @@ pub async fn serve_then(
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // Health checks, idle sweeps and discovery, until shutdown.
     tasks.spawn(stack.upstream.clone().run());
+    // The client token file (`listen.client_token_file`) is re-read like kprox's own.
+    if let Some(refresh) = stack.client_token.as_ref().and_then(|t| t.keep_fresh()) {
+        tasks.spawn(refresh);
+    }
     let reloader = Reloader::start(reload_with, config, access, parts, &stack, &tasks);
     if reload_with.is_some() {
         tasks.spawn(reloader.run(hangup));

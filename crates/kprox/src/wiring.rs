@@ -11,13 +11,13 @@ use kprox_auth::{ClusterAccess, CredentialSpec, Credentials};
 
 use crate::assembly::Parts;
 use crate::tls_source::TlsSource;
-use kprox_config::{ClientCredentials, Config, LocalUsers};
+use kprox_config::Config;
 use kprox_listener::{
-    ClientToken, ForwardSettings, Forwarder, Identity, Listener, Pipeline, ServeSettings,
+    ClientToken, ForwardSettings, Forwarder, HeadLimits, Listener, Pipeline, ServeSettings,
     StaticFiles, Tunnels,
 };
 use kprox_telemetry::Metrics;
-use kprox_upstream::{ConnectSettings, HealthSettings, RetrySettings, Upstream, UpstreamSettings};
+use kprox_upstream::{Upstream, UpstreamParts, UpstreamSettings};
 use tokio::net::TcpListener;
 
 /// Everything built and ready to serve.
@@ -47,81 +47,37 @@ pub async fn build(
         .map(TlsSource::settings)
         .transpose()
         .map_err(|e| anyhow::anyhow!("TLS material: {e}"))?;
-    let servers = parts.servers.clone();
-    let upstream_config = &config.upstream;
-    let upstream = Upstream::new(UpstreamSettings {
-        servers,
-        tls,
-        connect: ConnectSettings {
-            connect_timeout: upstream_config.connect_timeout.get(),
-            tls_handshake_timeout: upstream_config.tls_handshake_timeout.get(),
-            keepalive_interval: (!upstream_config.keepalive_interval.is_zero())
-                .then(|| upstream_config.keepalive_interval.get()),
-            keepalive_timeout: upstream_config.keepalive_timeout.get(),
-            proxy: access
-                .proxy_url
-                .as_deref()
-                .map(kprox_upstream::ProxySettings::parse)
-                .transpose()
-                .context("the kubeconfig cluster's proxy-url")?,
+    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
+    let proxy = access
+        .proxy_url
+        .as_deref()
+        .map(kprox_upstream::ProxySettings::parse)
+        .transpose()
+        .context("the kubeconfig cluster's proxy-url")?;
+    let authorize: kprox_upstream::Authorize = {
+        let credentials = credentials.clone();
+        Arc::new(move |headers: &mut http::HeaderMap| credentials.load().apply(headers))
+    };
+    let upstream = Upstream::new(UpstreamSettings::from_config(
+        &config.upstream,
+        UpstreamParts {
+            servers: parts.servers.clone(),
+            tls,
+            proxy,
+            authorize,
+            metrics: metrics.clone(),
         },
-        pool: kprox_upstream::PoolSettings {
-            max_streams: usize::try_from(upstream_config.max_streams_per_connection)
-                .unwrap_or(usize::MAX),
-            spread_streams: usize::try_from(upstream_config.spread_streams).unwrap_or(usize::MAX),
-            max_connections: usize::try_from(upstream_config.max_connections_per_apiserver)
-                .unwrap_or(usize::MAX),
-            idle_timeout: upstream_config.idle_timeout.get(),
-        },
-        policy: upstream_config.policy,
-        preferred: upstream_config.preferred.clone(),
-        health: HealthSettings {
-            interval: upstream_config.health_check_interval.get(),
-            timeout: upstream_config.health_check_timeout.get(),
-            fall: upstream_config.health_fall,
-            rise: upstream_config.health_rise,
-            ejection_base: upstream_config.ejection_base.get(),
-            ejection_max: upstream_config.ejection_max.get(),
-        },
-        retry: RetrySettings {
-            budget_percent: upstream_config.retry_budget_percent,
-            min_per_second: upstream_config.retry_min_per_second,
-            retry_after_cap: upstream_config.retry_after_cap.get(),
-            max_attempts: usize::try_from(upstream_config.max_attempts).unwrap_or(3),
-        },
-        authorize: {
-            let credentials = credentials.clone();
-            Arc::new(move |headers: &mut http::HeaderMap| credentials.load().apply(headers))
-        },
-        watch_resume: upstream_config.watch_resume,
-        discover: upstream_config.discover,
-    })
+    ))
     .context("setting up the upstream")?;
 
-    let limits = &config.listen.limits;
-    let head_limits = kprox_listener::HeadLimits {
-        max_headers: limits.max_headers as usize,
-        max_bytes: limits.max_header_bytes as usize,
-    };
-    let forward = ForwardSettings {
-        server_path: if config.kubeconfig.append_server_path {
-            upstream.base_path().to_owned()
-        } else {
-            String::new()
-        },
-        identity: match (
-            config.listen.client_credentials,
-            config.filter.pass_client_credentials,
-        ) {
-            (ClientCredentials::Forward, _) => Identity::ClientsOnly,
-            (ClientCredentials::Strip, true) => Identity::ClientsWhenSent,
-            (ClientCredentials::Strip, false) => Identity::Kprox,
-        },
-        body_limits: kprox_listener::BodyLimits {
-            max_bytes: limits.max_body_bytes,
-            read_timeout: limits.body_read_timeout.get(),
-        },
-    };
+    let forward = ForwardSettings::from_config(
+        &config.listen,
+        &config.filter,
+        config
+            .kubeconfig
+            .append_server_path
+            .then(|| upstream.base_path()),
+    );
     let address = config.listen.address;
     if config.listen.unix_socket.is_none()
         && !address.is_loopback()
@@ -137,8 +93,6 @@ pub async fn build(
         .as_deref()
         .map(|dir| StaticFiles::new(dir, &config.www.prefix));
     let tunnels = Tunnels::new(config.listen.tunnel_idle_timeout.get());
-    let servers: Vec<String> = upstream.endpoint_urls();
-    let metrics = Arc::new(Metrics::new(&servers, env!("CARGO_PKG_VERSION")));
     let forwarder = Forwarder::new(
         upstream.clone(),
         credentials.clone(),
@@ -156,10 +110,10 @@ pub async fn build(
         drain.clone(),
     )
     .with_access_log(config.log.access)
-    .with_head_limits(head_limits);
+    .with_head_limits(HeadLimits::from(&config.listen.limits));
     let mut client_token = None;
     if let Some(path) = &config.listen.client_token_file {
-        let expected = Credentials::start(&CredentialSpec::TokenFile(path.clone()))
+        let expected = Credentials::load(&CredentialSpec::TokenFile(path.clone()))
             .await
             .with_context(|| format!("listen.client_token_file {}", path.display()))?;
         client_token = Some(expected.clone());
@@ -173,21 +127,10 @@ pub async fn build(
         ),
         _ => None,
     };
-    let serve_settings = ServeSettings {
-        keepalive: (!config.listen.keepalive.is_zero()).then(|| config.listen.keepalive.get()),
-        timeouts: kprox_listener::ConnectionTimeouts {
-            idle: limits.idle_timeout.get(),
-            header_read: limits.header_read_timeout.get(),
-            write: limits.write_timeout.get(),
-        },
-        head_limits,
-        tls,
-        metrics: Some(metrics.clone()),
-        max_connections: usize::try_from(config.listen.max_connections).unwrap_or(usize::MAX),
-        grace: config.listen.shutdown_grace.get(),
-        drain: drain.clone(),
-        local_users: local_users(config, access)?,
-    };
+    let local_users = kprox_listener::LocalUsers::from_config(&config.listen, access.in_cluster)
+        .map_err(anyhow::Error::msg)?;
+    let serve_settings =
+        ServeSettings::from_config(&config.listen, tls, metrics.clone(), drain, local_users);
     Ok(Stack {
         pipeline,
         upstream,
@@ -197,26 +140,6 @@ pub async fn build(
         metrics,
         serve_settings,
     })
-}
-
-/// Who may use loopback and unix-socket connections: with a kubeconfig, only the user kprox
-/// runs as, root and `listen.allowed_users` (the credentials are that user's); in a pod, or
-/// with `local_users = "any"`, anyone who can connect.
-fn local_users(
-    config: &Config,
-    access: &ClusterAccess,
-) -> anyhow::Result<Option<Arc<kprox_listener::LocalUsers>>> {
-    let checked = match config.listen.local_users {
-        LocalUsers::Any => false,
-        LocalUsers::Owner => true,
-        LocalUsers::Auto => !access.in_cluster,
-    };
-    if !checked {
-        return Ok(None);
-    }
-    let users = kprox_listener::LocalUsers::new(&config.listen.allowed_users)
-        .map_err(anyhow::Error::msg)?;
-    Ok(Some(Arc::new(users)))
 }
 
 /// Binds the configured TCP address or unix socket.

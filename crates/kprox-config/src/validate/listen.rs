@@ -7,7 +7,7 @@ use crate::ConfigError;
 use crate::config::*;
 use crate::raw::{RawListen, RawListenLimits};
 
-use super::values::{Refusal, non_empty, positive_duration, slash_wrapped};
+use super::values::{Refusal, count, non_empty, positive_duration, slash_wrapped, zero_is_off};
 
 /// `[listen]`: a remote address only with client authentication or the explicit opt-out.
 pub(super) fn listen(err: &Refusal<'_>, listen: RawListen) -> Result<ListenConfig, ConfigError> {
@@ -65,7 +65,7 @@ pub(super) fn listen(err: &Refusal<'_>, listen: RawListen) -> Result<ListenConfi
         address,
         port,
         unix_socket,
-        keepalive: listen.keepalive.unwrap_or_default(),
+        keepalive: listen.keepalive.and_then(zero_is_off),
         api_prefix,
         tunnel_idle_timeout: positive_duration(
             &err,
@@ -120,7 +120,7 @@ pub(super) fn listen(err: &Refusal<'_>, listen: RawListen) -> Result<ListenConfi
                     "write a number of at least 1 (default 1000)",
                 ));
             }
-            n => n,
+            n => count(n),
         },
         limits: limits(&err, listen.limits.clone().unwrap_or_default())?,
     };
@@ -161,8 +161,8 @@ fn limits(err: &Refusal<'_>, raw: RawListenLimits) -> Result<ListenLimits, Confi
         DEFAULT_MAX_BODY_BYTES,
     )?;
     Ok(ListenLimits {
-        max_headers: u32::try_from(max_headers).unwrap_or(u32::MAX),
-        max_header_bytes: u32::try_from(max_header_bytes).unwrap_or(u32::MAX),
+        max_headers: usize::try_from(max_headers).unwrap_or(usize::MAX),
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
         max_body_bytes,
         header_read_timeout: positive_duration(
             err,

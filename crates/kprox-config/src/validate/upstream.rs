@@ -5,7 +5,7 @@ use crate::GoDuration;
 use crate::config::*;
 use crate::raw::{RawPassthrough, RawUpstream};
 
-use super::values::{Refusal, check_server_url, non_empty};
+use super::values::{Refusal, check_server_url, count, non_empty, zero_is_off};
 
 /// `[upstream]`: server URLs checked, counts and timeouts positive, the policy one of three.
 pub(super) fn upstream(err: &Refusal<'_>, up: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
@@ -114,7 +114,9 @@ pub(super) fn upstream(err: &Refusal<'_>, up: RawUpstream) -> Result<UpstreamCon
             up.tls_handshake_timeout,
             DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         )?,
-        keepalive_interval: up.keepalive_interval.unwrap_or(DEFAULT_KEEPALIVE_INTERVAL),
+        keepalive_interval: zero_is_off(
+            up.keepalive_interval.unwrap_or(DEFAULT_KEEPALIVE_INTERVAL),
+        ),
         keepalive_timeout: positive(
             "upstream.keepalive_timeout",
             up.keepalive_timeout,
@@ -125,9 +127,9 @@ pub(super) fn upstream(err: &Refusal<'_>, up: RawUpstream) -> Result<UpstreamCon
             up.idle_timeout,
             DEFAULT_IDLE_TIMEOUT,
         )?,
-        max_streams_per_connection: max_streams,
-        spread_streams,
-        max_connections_per_apiserver,
+        max_streams_per_connection: count(max_streams),
+        spread_streams: count(spread_streams),
+        max_connections_per_apiserver: count(max_connections_per_apiserver),
         policy,
         preferred,
         health_check_interval: positive(
@@ -159,11 +161,11 @@ pub(super) fn upstream(err: &Refusal<'_>, up: RawUpstream) -> Result<UpstreamCon
             .retry_min_per_second
             .unwrap_or(DEFAULT_RETRY_MIN_PER_SECOND),
         retry_after_cap: up.retry_after_cap.unwrap_or(DEFAULT_RETRY_AFTER_CAP),
-        max_attempts: at_least_one(
+        max_attempts: count(at_least_one(
             "upstream.max_attempts",
             up.max_attempts,
             DEFAULT_MAX_ATTEMPTS,
-        )?,
+        )?),
         watch_resume: up.watch_resume.unwrap_or(true),
         discover: up.discover.unwrap_or(false),
     };

@@ -23,6 +23,16 @@ pub(super) fn positive_duration(
     Ok(value)
 }
 
+/// A count as the components use it (lossless: a `u32` always fits a 64-bit `usize`).
+pub(super) fn count(value: u32) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+/// `0s` means "off".
+pub(super) fn zero_is_off(value: GoDuration) -> Option<GoDuration> {
+    (!value.is_zero()).then_some(value)
+}
+
 /// Empty strings mean "unset", as kubectl's string flags do.
 pub(super) fn non_empty(value: Option<&str>) -> Option<&str> {
     value.filter(|v| !v.trim().is_empty())
