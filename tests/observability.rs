@@ -80,8 +80,12 @@ async fn promtool_accepts_the_metrics_and_they_count_traffic() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_readme_catalogue_lists_exactly_the_exposed_metrics() {
     let cluster = Cluster::start().await;
-    let kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg()]);
+    // Every context served, and one request under a context's prefix, so that every family
+    // has a series.
+    let kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg(), "--all-contexts"]);
     traffic(&kprox, 1);
+    let (code, _) = get(&kprox.url("/clusters/fake/version"));
+    assert_eq!(code, 200, "a request under the current context's prefix");
     let (_, metrics) = get(&format!("{}/metrics", kprox.admin_url()));
     let exposed: BTreeSet<(String, String)> = metrics
         .lines()

@@ -47,7 +47,7 @@ pub fn parse(
     select(&kubeconfig, source, selection)
 }
 
-fn read_kubeconfig(path: Option<&Path>) -> Result<(Kubeconfig, String), AuthError> {
+pub(crate) fn read_kubeconfig(path: Option<&Path>) -> Result<(Kubeconfig, String), AuthError> {
     let read = |path: &Path| {
         let source = path.display().to_string();
         if !path.exists() {

@@ -8,6 +8,7 @@
 
 mod access;
 mod client_cert;
+mod context_list;
 mod credentials;
 mod error;
 pub mod exec;
@@ -20,6 +21,7 @@ mod secret;
 
 pub use access::{ClusterAccess, CredentialSpec, ServerTrust};
 pub use client_cert::{ClientIdentity, identity_from_pem, parse_certificates, parse_private_key};
+pub use context_list::{ContextEntry, ContextList, contexts};
 pub use credentials::{Credentials, RefreshCounts, Snapshot, TOKEN_FILE_REFRESH};
 pub use error::AuthError;
 pub use impersonate::Impersonation;

@@ -367,6 +367,9 @@ pub struct KubeconfigConfig {
     /// Follow the kubeconfig's current-context when it changes. Default false: the context kprox
     /// started with stays selected.
     pub follow_context: bool,
+    /// Serve every context of the kubeconfig under `/clusters/<context>/`, each set up on its
+    /// first request; other paths go to the current context. Default false.
+    pub all_contexts: bool,
 }
 
 // The defaults of [`UpstreamConfig`].

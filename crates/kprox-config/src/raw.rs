@@ -192,6 +192,8 @@ pub struct RawKubeconfig {
     pub reload_interval: Option<GoDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub follow_context: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_contexts: Option<bool>,
 }
 
 /// `[upstream]`: the apiservers and the connections to them.

@@ -10,6 +10,7 @@
 mod body;
 mod client_auth;
 mod client_io;
+mod contexts;
 mod drain;
 pub mod filter;
 mod forward;
@@ -36,6 +37,7 @@ mod www;
 pub use body::{BoxError, IncomingBody, ProxyBody, full};
 pub use client_auth::ClientToken;
 pub use client_io::ConnectionTimeouts;
+pub use contexts::{CLUSTERS_SEGMENT, ContextRefusal, Contexts, Route, route};
 pub use drain::Drain;
 pub use filter::Filter;
 pub use forward::{ForwardSettings, Forwarder, Identity};

@@ -22,6 +22,7 @@ use kprox_upstream::Served;
 
 use crate::body::ProxyBody;
 use crate::client_auth::ClientToken;
+use crate::contexts::{CLUSTERS_SEGMENT, Contexts, Route};
 use crate::filter::Filter;
 use crate::forward::Forwarder;
 use crate::handler::Handler;
@@ -45,7 +46,13 @@ pub struct Pipeline {
     access_log: bool,
     drain: Arc<crate::Drain>,
     head_limits: HeadLimits,
+    /// The other contexts served under `/clusters/<context>/` (`--all-contexts`), set once at
+    /// start-up (they need the lifecycle, which starts after the pipeline is built).
+    contexts: std::sync::OnceLock<Arc<dyn Contexts>>,
 }
+
+/// Paths that may name a context.
+const CONTEXTS_PREFIX: &str = "/clusters";
 
 /// Request kinds, as metrics index them.
 const PLAIN: usize = 0;
@@ -61,17 +68,35 @@ impl Pipeline {
         }
         let uri = request.uri();
         let prefix = self.api_prefix.trim_end_matches('/');
-        let watch = match uri.path().strip_prefix(prefix) {
-            Some(rest) if !prefix.is_empty() && !prefix.starts_with("/api") => {
-                let target = match uri.query() {
-                    Some(query) => format!("{rest}?{query}"),
-                    None => rest.to_owned(),
-                };
-                target
-                    .parse()
-                    .is_ok_and(|uri| kprox_upstream::is_watch(request.method(), &uri))
-            }
-            _ => kprox_upstream::is_watch(request.method(), uri),
+        let mut path = match uri.path().strip_prefix(prefix) {
+            Some(rest) if !prefix.is_empty() && !prefix.starts_with("/api") => rest,
+            _ => uri.path(),
+        };
+        // Under /clusters/<context>/, the apiserver sees the rest.
+        let context_rest = self
+            .contexts
+            .get()
+            .filter(|_| path.starts_with(CONTEXTS_PREFIX))
+            .and_then(|contexts| {
+                let judged = normalise(path).ok()?;
+                match crate::contexts::route(&judged, &contexts.names()) {
+                    Route::Context { rest, .. } => Some(rest.forwarded),
+                    _ => None,
+                }
+            });
+        if let Some(rest) = &context_rest {
+            path = rest;
+        }
+        let watch = if path.len() == uri.path().len() {
+            kprox_upstream::is_watch(request.method(), uri)
+        } else {
+            let target = match uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path.to_owned(),
+            };
+            target
+                .parse()
+                .is_ok_and(|uri| kprox_upstream::is_watch(request.method(), &uri))
         };
         if watch { WATCH } else { PLAIN }
     }
@@ -96,6 +121,15 @@ impl Pipeline {
             access_log: false,
             drain,
             head_limits: HeadLimits::default(),
+            contexts: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Serves `contexts` under `/clusters/<context>/` besides the current context; once (a
+    /// second call is ignored and says so).
+    pub fn serve_contexts(&self, contexts: Arc<dyn Contexts>) {
+        if self.contexts.set(contexts).is_err() {
+            tracing::warn!("the contexts are already served; the second set is ignored");
         }
     }
 
@@ -190,6 +224,10 @@ impl Pipeline {
                 return self.refuse("upgrade", StatusCode::BAD_REQUEST, &format!("kprox refused this request: {what} is not supported (only websocket and SPDY/3.1)"));
             }
         };
+        let (forwarder, path) = match self.context_of(path).await {
+            Ok(routed) => routed,
+            Err(refused) => return refused,
+        };
         let authority = request.uri().authority().map(|a| a.as_str().to_owned());
         if let Err(rejection) = self.filter.load().check(
             request.method(),
@@ -203,8 +241,43 @@ impl Pipeline {
         }
         let path = path.forwarded;
         match protocol {
-            Some(_) => self.forwarder.forward_upgrade(request, &path, client).await,
-            None => self.forwarder.forward(request, &path, client).await,
+            Some(_) => forwarder.forward_upgrade(request, &path, client).await,
+            None => forwarder.forward(request, &path, client).await,
+        }
+    }
+
+    /// The forwarder for `path` and the path it gets: the current context's, or — under
+    /// `/clusters/<context>/` with `--all-contexts` — that context's, with the rest of the path
+    /// (404 naming the contexts when the name is not one of them).
+    async fn context_of(
+        &self,
+        path: RequestPath,
+    ) -> Result<(std::borrow::Cow<'_, Forwarder>, RequestPath), Response<ProxyBody>> {
+        let Some(contexts) = self
+            .contexts
+            .get()
+            .filter(|_| path.judged.starts_with(CONTEXTS_PREFIX))
+        else {
+            return Ok((std::borrow::Cow::Borrowed(&self.forwarder), path));
+        };
+        let names = contexts.names();
+        match crate::contexts::route(&path, &names) {
+            Route::Current => Ok((std::borrow::Cow::Borrowed(&self.forwarder), path)),
+            Route::Unknown => Err(status_response(
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "kprox serves no such context under /{CLUSTERS_SEGMENT}/: the kubeconfig's contexts are {}",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            )),
+            Route::Context { name, rest } => match contexts.forwarder(&name).await {
+                Ok(forwarder) => Ok((std::borrow::Cow::Owned(forwarder), rest)),
+                Err(refusal) => Err(status_response(refusal.status, &refusal.message)),
+            },
         }
     }
 }

@@ -43,6 +43,21 @@ pub struct AdminStatus {
     pub endpoints: Vec<EndpointSnapshot>,
     /// Newest first.
     pub recent_events: Vec<HealthEvent>,
+    /// The kubeconfig's contexts, with `--all-contexts`; empty without.
+    pub contexts: Vec<ContextStatus>,
+}
+
+/// One kubeconfig context served under `/clusters/<context>/`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ContextStatus {
+    pub name: String,
+    /// `current` (also served without the prefix), `not used yet`, `serving`, or `failed: …`.
+    pub state: String,
+    /// Apiservers in rotation, of those it has (0 of 0 until it is used).
+    pub apiservers_up: usize,
+    pub apiservers: usize,
+    /// Requests under its prefix.
+    pub requests: u64,
 }
 
 /// Where credentials come from; never their value.
@@ -193,6 +208,22 @@ pub fn render_page(status: &AdminStatus) -> String {
     if events.is_empty() {
         events.push_str("<li>none</li>");
     }
+    let mut contexts = String::new();
+    if !status.contexts.is_empty() {
+        contexts.push_str("<h2>Contexts</h2>\n<table id=\"contexts\"><thead><tr><th>context</th><th>state</th><th>apiservers up</th><th>requests</th></tr></thead>\n<tbody>\n");
+        for c in &status.contexts {
+            let _ = writeln!(
+                contexts,
+                "<tr data-context=\"{name}\"><td>{name}</td><td class=\"state\">{}</td><td>{} of {}</td><td>{}</td></tr>",
+                escape(&c.state),
+                c.apiservers_up,
+                c.apiservers,
+                c.requests,
+                name = escape(&c.name),
+            );
+        }
+        contexts.push_str("</tbody></table>\n");
+    }
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
@@ -220,7 +251,7 @@ tr.down {{ background: #fdf1f0; }} .error {{ color: #7a4b00; font-size: .9em; }}
 <table id="endpoints"><thead><tr><th>endpoint</th><th>health</th><th>latency</th><th>in flight</th><th>requests</th><th>connections</th><th>ejections</th><th>pass-through</th><th>last error</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
-<h2>Recent failovers</h2>
+{contexts}<h2>Recent failovers</h2>
 <ul id="events">{events}</ul>
 </body></html>
 "#,

@@ -165,6 +165,7 @@ pub struct Metrics {
     tunnels_open: IntGauge,
     credential_refreshes: IntCounterVec,
     credential_failures: IntCounterVec,
+    context_requests: IntCounterVec,
     sync_lock: Mutex<()>,
 }
 
@@ -377,6 +378,12 @@ impl Metrics {
                 "Credential reloads that failed (the previous credential stays in use), by source kind.",
                 &["source"],
             ),
+            context_requests: counter_vec(
+                &registry,
+                "kprox_context_requests_total",
+                "Client requests under /clusters/<context>/ (--all-contexts), by kubeconfig context.",
+                &["context"],
+            ),
             sync_lock: Mutex::new(()),
             registry,
         }
@@ -395,6 +402,12 @@ impl Metrics {
         let counters = Arc::new(counters_for(&self.requests_vec, url));
         table.push((Arc::from(url), counters.clone()));
         counters
+    }
+
+    /// The request counter of the kubeconfig context `name` (resolved when the context is set
+    /// up; names come from the kubeconfig only, so the label stays bounded).
+    pub fn context_requests(&self, name: &str) -> IntCounter {
+        self.context_requests.with_label_values(&[name])
     }
 
     /// Counts a finished client request; `answered_by` holds the counters of the apiserver

@@ -17,6 +17,8 @@ pub struct LiveAdmin {
     pub credentials: Arc<arc_swap::ArcSwap<Credentials>>,
     pub client_token: Option<Credentials>,
     pub tunnels: Arc<Tunnels>,
+    /// The kubeconfig's contexts, with `--all-contexts`.
+    pub contexts: Option<Arc<crate::contexts::ServedContexts>>,
     pub listening_on: String,
     pub started: Instant,
     /// Set when shutdown starts: kprox is no longer ready.
@@ -109,6 +111,11 @@ impl AdminSource for LiveAdmin {
                     },
                 })
                 .collect(),
+            contexts: self
+                .contexts
+                .as_ref()
+                .map(|c| c.status())
+                .unwrap_or_default(),
             ..Default::default()
         }
     }

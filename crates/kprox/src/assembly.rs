@@ -5,12 +5,17 @@
 //! of start-up has a second copy.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use kprox_auth::{ClusterAccess, CredentialSpec, Credentials};
 use kprox_config::{ClientCredentials, Config};
 use kprox_listener::Filter;
 
+use kprox_upstream::Upstream;
+use tokio_util::sync::CancellationToken;
+
+use crate::lifecycle::Tasks;
 use crate::tls_source::TlsSource;
 
 /// The parts, checked and loaded, not yet in use.
@@ -22,6 +27,27 @@ pub struct Parts {
     /// `None` when the apiservers are plain `http://` (no TLS, and no credentials).
     pub tls: Option<TlsSource>,
     pub filter: Filter,
+}
+
+impl Parts {
+    /// Keeps the parts in use live until `until` is cancelled: the credential refreshed (token
+    /// file re-read, exec plugin run ahead of expiry) and the TLS files and exec-plugin
+    /// certificates followed (every `every`), each a task of the lifecycle.
+    pub fn follow(
+        self,
+        upstream: &Arc<Upstream>,
+        tasks: &Tasks,
+        until: &CancellationToken,
+        every: std::time::Duration,
+    ) {
+        if let Some(refresh) = self.credentials.keep_fresh() {
+            tasks.spawn_until(until.clone(), refresh);
+        }
+        if let Some(tls) = self.tls {
+            let follow = tls.follow(upstream.clone(), every, until.clone());
+            tasks.spawn_until(until.clone(), follow);
+        }
+    }
 }
 
 /// The apiserver URLs: configured ones, else the kubeconfig cluster's server.

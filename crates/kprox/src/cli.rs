@@ -38,6 +38,9 @@ pub enum Command {
     },
     /// Print kprox's man page (roff) to stdout.
     Man,
+    /// Print a kubeconfig with every context of yours reaching its cluster through this kprox
+    /// (run it with --all-contexts and the same --port); no credentials in it.
+    Kubeconfig,
 }
 
 /// Shells `kprox completion` writes for.
@@ -167,6 +170,9 @@ pub struct ProxyFlags {
     /// Follow the kubeconfig's current-context when it changes (kubectl config use-context).
     #[arg(long = "follow-context", global = true, num_args = 0..=1, default_missing_value = "true")]
     pub follow_context: Option<bool>,
+    /// Serve every kubeconfig context under /clusters/<context>/ (other paths: the current context).
+    #[arg(long = "all-contexts", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub all_contexts: Option<bool>,
     /// Follow the apiservers listed by the kubernetes service's EndpointSlices.
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     pub discover: Option<bool>,
@@ -275,6 +281,7 @@ impl ProxyFlags {
             service_account_dir: None,
             reload_interval: None,
             follow_context: self.follow_context,
+            all_contexts: self.all_contexts,
         };
         let upstream = RawUpstream {
             servers: (!self.server.is_empty()).then(|| self.server.clone()),

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::assembly::{Parts, assemble};
 use crate::cli::ProxyFlags;
+use crate::contexts::ServedContexts;
 use crate::lifecycle::Tasks;
 use crate::tls_source::{TlsInputs, TlsSource};
 use crate::wiring::Stack;
@@ -41,6 +42,10 @@ pub struct Reloader {
     follower: CancellationToken,
     /// Spawns the followers (they end at shutdown).
     tasks: Tasks,
+    /// The contexts served under `/clusters/` (`--all-contexts`), told of every reload.
+    contexts: Option<Arc<ServedContexts>>,
+    /// The context the configuration in force selected.
+    current_context: String,
 }
 
 impl Reloader {
@@ -52,6 +57,7 @@ impl Reloader {
         parts: Parts,
         stack: &Stack,
         tasks: &Tasks,
+        contexts: Option<Arc<ServedContexts>>,
     ) -> Self {
         let pinned_context = (!config.kubeconfig.follow_context
             && config.kubeconfig.context.is_none()
@@ -67,6 +73,8 @@ impl Reloader {
             tls_inputs: None,
             follower: tasks.child(),
             tasks: tasks.clone(),
+            contexts,
+            current_context: access.context.clone(),
         };
         reloader.tls_inputs = parts.tls.as_ref().map(TlsSource::inputs);
         reloader.follow(parts);
@@ -78,14 +86,8 @@ impl Reloader {
     fn follow(&mut self, parts: Parts) {
         self.follower.cancel();
         self.follower = self.tasks.child();
-        if let Some(refresh) = parts.credentials.keep_fresh() {
-            self.tasks.spawn_until(self.follower.clone(), refresh);
-        }
-        if let Some(tls) = parts.tls {
-            let every = self.config.kubeconfig.reload_interval.get();
-            let follow = tls.follow(self.upstream.clone(), every, self.follower.clone());
-            self.tasks.spawn_until(self.follower.clone(), follow);
-        }
+        let every = self.config.kubeconfig.reload_interval.get();
+        parts.follow(&self.upstream, &self.tasks, &self.follower, every);
     }
 
     /// The files whose change triggers a reload: the config file and the kubeconfig(s).
@@ -113,7 +115,20 @@ impl Reloader {
     /// Loads and assembles everything anew, then applies it; refuses (and logs why) on any
     /// error, before anything changed.
     pub async fn reload(&mut self, why: &str) {
-        let (config, access, parts) = match self.assemble().await {
+        let assembled = self.assemble().await;
+        if let Ok((_, access, _)) = &assembled {
+            self.current_context = access.context.clone();
+        }
+        if let Some(contexts) = &self.contexts {
+            // The other contexts follow the kubeconfig even when the current one's reload fails.
+            let config = assembled.as_ref().map_or(&self.config, |(c, _, _)| c);
+            contexts.refresh(
+                config,
+                &self.current_context,
+                self.pipeline.forwarder().clone(),
+            );
+        }
+        let (config, access, parts) = match assembled {
             Ok(assembled) => assembled,
             Err(error) => {
                 tracing::error!(error = %format!("{error:#}"), trigger = why, "reload refused: the previous configuration keeps serving");

@@ -8,7 +8,9 @@ mod admin_status;
 mod assembly;
 mod cli;
 mod config_cmd;
+mod contexts;
 mod demo;
+mod kubeconfig_cmd;
 mod lifecycle;
 mod live_reload;
 mod run;
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
             Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(config).await,
             Some(Command::Completion { shell }) => shell_docs::completion(*shell),
             Some(Command::Man) => shell_docs::man(),
+            Some(Command::Kubeconfig) => kubeconfig_cmd::print(config),
         }
     });
     match result {

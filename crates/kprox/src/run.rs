@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin_status::LiveAdmin;
 use crate::assembly::assemble;
 use crate::cli::ProxyFlags;
+use crate::contexts::ServedContexts;
 use crate::lifecycle::Lifecycle;
 use crate::live_reload::Reloader;
 use crate::wiring;
@@ -58,11 +59,34 @@ pub async fn serve_then(
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     // Health checks, idle sweeps and discovery, until shutdown.
     tasks.spawn(stack.upstream.clone().run());
+    let contexts = if config.kubeconfig.all_contexts {
+        let contexts = Arc::new(ServedContexts::new(
+            config,
+            &access.context,
+            stack.pipeline.forwarder().clone(),
+            &tasks,
+            stack.metrics.clone(),
+            stack.tunnels.clone(),
+        )?);
+        stack.pipeline.serve_contexts(contexts.clone());
+        tracing::info!(contexts = %kprox_listener::Contexts::names(&*contexts).join(", "), current = %access.context, "serving every kubeconfig context under /clusters/<context>/");
+        Some(contexts)
+    } else {
+        None
+    };
     // The client token file (`listen.client_token_file`) is re-read like kprox's own.
     if let Some(refresh) = stack.client_token.as_ref().and_then(|t| t.keep_fresh()) {
         tasks.spawn(refresh);
     }
-    let reloader = Reloader::start(reload_with, config, access, parts, &stack, &tasks);
+    let reloader = Reloader::start(
+        reload_with,
+        config,
+        access,
+        parts,
+        &stack,
+        &tasks,
+        contexts.clone(),
+    );
     if reload_with.is_some() {
         tasks.spawn(reloader.run(hangup));
     }
@@ -75,6 +99,7 @@ pub async fn serve_then(
             credentials: stack.credentials.clone(),
             client_token: stack.client_token.clone(),
             tunnels: stack.tunnels.clone(),
+            contexts,
             listening_on: listener.describe(),
             started: std::time::Instant::now(),
             shutting_down: stopping.clone(),

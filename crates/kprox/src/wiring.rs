@@ -26,20 +26,21 @@ pub struct Stack {
     pub pipeline: Arc<Pipeline>,
     pub upstream: Arc<Upstream>,
     /// The credentials in force, swapped by a live reload.
-    pub credentials: Arc<arc_swap::ArcSwap<Credentials>>,
+    pub credentials: SharedCredentials,
     pub client_token: Option<Credentials>,
     pub tunnels: Arc<Tunnels>,
     pub metrics: Arc<Metrics>,
     pub serve_settings: ServeSettings,
 }
 
-/// Builds the upstream and the request path from the assembled `parts`.
-pub async fn build(
+/// The upstream of one context and the credentials it and the request path share (a live
+/// reload replaces them), from the assembled `parts`. Starts nothing.
+pub fn upstream(
     config: &Config,
     access: &ClusterAccess,
     parts: &Parts,
-) -> anyhow::Result<Stack> {
-    // Shared by the request path and the health checks; a live reload replaces it.
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<Upstream>, SharedCredentials)> {
     let credentials = Arc::new(arc_swap::ArcSwap::from_pointee(parts.credentials.clone()));
     let tls = parts
         .tls
@@ -47,7 +48,6 @@ pub async fn build(
         .map(TlsSource::settings)
         .transpose()
         .map_err(|e| anyhow::anyhow!("TLS material: {e}"))?;
-    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
     let proxy = access
         .proxy_url
         .as_deref()
@@ -69,7 +69,18 @@ pub async fn build(
         },
     ))
     .context("setting up the upstream")?;
+    Ok((upstream, credentials))
+}
 
+/// The request path's way to one context's upstream: with its credentials, the forwarding
+/// `[listen]` and `[filter]` ask for, upgrades joining `tunnels`.
+pub fn forwarder(
+    config: &Config,
+    upstream: &Arc<Upstream>,
+    credentials: SharedCredentials,
+    tunnels: &Arc<Tunnels>,
+    metrics: &Metrics,
+) -> Forwarder {
     let forward = ForwardSettings::from_config(
         &config.listen,
         &config.filter,
@@ -78,6 +89,26 @@ pub async fn build(
             .append_server_path
             .then(|| upstream.base_path()),
     );
+    Forwarder::new(
+        upstream.clone(),
+        credentials,
+        forward,
+        tunnels.clone(),
+        metrics.request_bytes().clone(),
+    )
+}
+
+/// The credentials in force for one context, swapped whole by a live reload.
+pub type SharedCredentials = Arc<arc_swap::ArcSwap<Credentials>>;
+
+/// Builds the upstream and the request path from the assembled `parts`.
+pub async fn build(
+    config: &Config,
+    access: &ClusterAccess,
+    parts: &Parts,
+) -> anyhow::Result<Stack> {
+    let metrics = Arc::new(Metrics::new(env!("CARGO_PKG_VERSION")));
+    let (upstream, credentials) = upstream(config, access, parts, &metrics)?;
     let address = config.listen.address;
     if config.listen.unix_socket.is_none()
         && !address.is_loopback()
@@ -93,13 +124,7 @@ pub async fn build(
         .as_deref()
         .map(|dir| StaticFiles::new(dir, &config.www.prefix));
     let tunnels = Tunnels::new(config.listen.tunnel_idle_timeout.get());
-    let forwarder = Forwarder::new(
-        upstream.clone(),
-        credentials.clone(),
-        forward,
-        tunnels.clone(),
-        metrics.request_bytes().clone(),
-    );
+    let forwarder = forwarder(config, &upstream, credentials.clone(), &tunnels, &metrics);
     let drain = Arc::new(kprox_listener::Drain::default());
     let mut pipeline = Pipeline::new(
         parts.filter.clone(),

@@ -48,6 +48,7 @@ pub(super) fn kubeconfig(
             DEFAULT_RELOAD_INTERVAL,
         )?,
         follow_context: kube.follow_context.unwrap_or(false),
+        all_contexts: kube.all_contexts.unwrap_or(false),
     };
     Ok(kubeconfig)
 }
