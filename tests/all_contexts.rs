@@ -352,12 +352,104 @@ async fn kubectl_uses_every_context_through_the_kubeconfig_kprox_prints() {
         );
     }
 
+    // The Python client, through the same kubeconfig and a context.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/list_in_context.py"
+    );
+    for (context, pods) in [
+        ("a", r#"["alpha", "beta"]"#),
+        ("b", r#"["alpha", "only-in-b"]"#),
+    ] {
+        let listed = ok_stdout(
+            &run(
+                support::require_tool("python3").to_str().expect("utf8"),
+                &[script, generated.to_str().expect("utf8"), context],
+            ),
+            "python list_in_context.py",
+        );
+        assert_eq!(
+            listed.trim(),
+            pods,
+            "the Python client in context {context}"
+        );
+    }
+
+    // kubectl get -w in context b sees a pod created in cluster b.
+    let mut watch = std::process::Command::new(support::require_tool("kubectl"))
+        .args(["--context", "b", "get", "pods", "-w", "-o", "name"])
+        .env("KUBECONFIG", &generated)
+        .env("HOME", home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl get -w");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        watch.stdout.take().expect("stdout"),
+    ));
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "pod/alpha", "the watch lists first");
+    clusters
+        .b
+        .store()
+        .add_pod("default", "gamma")
+        .expect("add pod");
+    let seen: Vec<String> = lines
+        .map_while(Result::ok)
+        .take_while(|l| l != "pod/gamma")
+        .collect();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert_eq!(
+        seen,
+        ["pod/only-in-b"],
+        "then the new pod, and nothing else"
+    );
+
     // An upgrade (SPDY exec) under the prefix.
     let exec = ok_stdout(
         &kubectl(&["--context", "b", "exec", "alpha", "--", "echo", "hi from b"]),
         "kubectl exec under /clusters/b",
     );
     assert!(exec.contains("hi from b"), "{exec}");
+    // Port-forward (an upgrade) under the prefix: the fake's port echoes.
+    let mut forward = std::process::Command::new(support::require_tool("kubectl"))
+        .args([
+            "--context",
+            "b",
+            "port-forward",
+            "alpha",
+            "--address",
+            "127.0.0.1",
+            ":80",
+        ])
+        .env("KUBECONFIG", &generated)
+        .env("HOME", home.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("kubectl port-forward");
+    let mut forwarded = std::io::BufReader::new(forward.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut forwarded, &mut line).expect("forwarding line");
+    // kubectl says "Handling connection for 80" on stdout later: keep reading it.
+    std::thread::spawn(move || for _ in std::io::BufRead::lines(forwarded) {});
+    let port: u16 = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected port-forward output: {line:?}"));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("forwarded port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    std::io::Write::write_all(&mut stream, b"through context b").expect("send");
+    let mut echoed = [0u8; 17];
+    std::io::Read::read_exact(&mut stream, &mut echoed).expect("echo");
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert_eq!(&echoed, b"through context b");
 }
 
 #[test]

@@ -117,6 +117,8 @@ async fn allow_user_and_allow_any_local_user_let_another_user_in() {
     let cluster = Cluster::start().await;
     for args in [
         &["--allow-user", "nobody"][..],
+        // nobody's primary group (Debian's nogroup, 65534): a group allows its users.
+        &["--allow-user", "%65534"][..],
         &["--allow-any-local-user"][..],
     ] {
         let kprox = cluster.kprox(args);

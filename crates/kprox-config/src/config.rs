@@ -135,7 +135,8 @@ pub struct ListenConfig {
     /// Which local users may use a loopback or unix-socket listener (the kernel says who is on
     /// the other end). Default [`DEFAULT_LOCAL_USERS`].
     pub local_users: LocalUsers,
-    /// Users served besides kprox's own and root, by name or UID (`--allow-user`), when
+    /// Users served besides kprox's own and root, by name or UID, and groups as `%NAME` or
+    /// `%GID` (`--allow-user`), when
     /// `local_users` is checked.
     pub allowed_users: Vec<String>,
     /// Client connections served at once; more are answered `503` with `Retry-After` and

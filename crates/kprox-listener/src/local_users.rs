@@ -47,20 +47,28 @@ impl LocalUsers {
             .transpose()
     }
 
-    /// kprox's user, root, and `allowed` (names from `/etc/passwd`, or UIDs).
+    /// kprox's user, root, and `allowed`: users (names from `/etc/passwd`, or UIDs) and, as
+    /// `%group` (a name from `/etc/group`, or a GID), every user of a group — its listed
+    /// members and the users whose primary group it is, as the files say at start-up.
     pub fn new(allowed: &[String]) -> Result<Self, String> {
         let owner = rustix::process::getuid().as_raw();
         let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
         let mut uids = vec![owner, 0];
-        for user in allowed {
-            let uid = match user.parse::<u32>() {
-                Ok(uid) => uid,
-                Err(_) => uid_of(&passwd, user).ok_or_else(|| {
-                    format!("listen.allowed_users: no local user is called `{user}` (fix: a name from /etc/passwd, or a UID)")
-                })?,
-            };
-            uids.push(uid);
+        for entry in allowed {
+            match entry.strip_prefix('%') {
+                Some(name) => uids.extend(group_uids(&passwd, &group, name).ok_or_else(|| {
+                    format!("listen.allowed_users: no local group is called `{name}` (fix: %NAME with a name from /etc/group, or %GID)")
+                })?),
+                None => uids.push(match entry.parse::<u32>() {
+                    Ok(uid) => uid,
+                    Err(_) => uid_of(&passwd, entry).ok_or_else(|| {
+                        format!("listen.allowed_users: no local user is called `{entry}` (fix: a name from /etc/passwd, a UID, or %GROUP)")
+                    })?,
+                }),
+            }
         }
+        uids.sort_unstable();
         uids.dedup();
         Ok(Self {
             allowed: uids,
@@ -121,6 +129,27 @@ fn uid_of(passwd: &str, name: &str) -> Option<u32> {
     })
 }
 
+/// The users of the group `name` (or GID): its members in `/etc/group` text and the users whose
+/// primary group it is in `/etc/passwd` text; `None` when there is no such group.
+fn group_uids(passwd: &str, group: &str, name: &str) -> Option<Vec<u32>> {
+    let (gid, members) = group.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        let gid = fields.get(2)?.parse::<u32>().ok()?;
+        (fields[0] == name || name.parse::<u32>() == Ok(gid)).then(|| (gid, fields.get(3).copied()))
+    })?;
+    let mut uids: Vec<u32> = members
+        .unwrap_or_default()
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .filter_map(|member| uid_of(passwd, member))
+        .collect();
+    uids.extend(passwd.lines().filter_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.get(3)?.parse::<u32>().ok()? == gid).then(|| fields.get(2)?.parse::<u32>().ok())?
+    }));
+    Some(uids)
+}
+
 /// The name of `uid` in `/etc/passwd` text.
 fn name_of(passwd: &str, uid: u32) -> Option<String> {
     passwd.lines().find_map(|line| {
@@ -164,6 +193,19 @@ mod tests {
         assert_eq!(uid_of(PASSWD, "bob"), None);
         assert_eq!(name_of(PASSWD, 65534).as_deref(), Some("nobody"));
         assert_eq!(name_of(PASSWD, 4242), None);
+    }
+
+    #[test]
+    fn a_group_is_its_members_and_the_users_whose_primary_group_it_is() {
+        let group = "root:x:0:\nnogroup:x:65534:\ndev:x:2000:alice,ghost\n";
+        assert_eq!(group_uids(PASSWD, group, "nogroup"), Some(vec![65534]));
+        assert_eq!(group_uids(PASSWD, group, "65534"), Some(vec![65534]));
+        assert_eq!(
+            group_uids(PASSWD, group, "dev"),
+            Some(vec![1000]),
+            "unknown members skipped"
+        );
+        assert_eq!(group_uids(PASSWD, group, "staff"), None);
     }
 
     #[test]

@@ -192,7 +192,7 @@ pub struct ProxyFlags {
     /// loopback or unix-socket listener when kprox uses a kubeconfig).
     #[arg(long = "allow-any-local-user", global = true, num_args = 0..=1, default_missing_value = "true")]
     pub allow_any_local_user: Option<bool>,
-    /// Also serve this local user (name or UID); repeatable.
+    /// Also serve this local user (name or UID), or every user of a group (%NAME or %GID); repeatable.
     #[arg(long = "allow-user", global = true)]
     pub allow_user: Vec<String>,
     /// Whose identity reaches the apiserver: `strip` clients' credentials and add kprox's, or
