@@ -15,6 +15,10 @@ async fn the_benchmark_runs_every_workload_against_every_target() {
         kprox_bench::which(std::path::Path::new("nginx"))
             .expect("nginx must be installed (scripts/test-all installs it)"),
     );
+    options.haproxy = Some(
+        kprox_bench::which(std::path::Path::new("haproxy"))
+            .expect("haproxy must be installed (scripts/test-all installs it)"),
+    );
     let report = kprox_bench::run(&options).await.expect("benchmark runs");
 
     let workloads = report.workloads();
@@ -59,12 +63,18 @@ async fn the_benchmark_runs_every_workload_against_every_target() {
     assert!(
         markdown.contains("req/s kprox / kubectl proxy")
             && markdown.contains("req/s kprox / nginx")
-            && markdown.contains("| small GET, 64 connections | nginx |"),
+            && markdown.contains("| small GET, 64 connections | nginx |")
+            && markdown.contains("req/s kprox / haproxy")
+            && markdown.contains("req/s kprox pass-through / haproxy tcp")
+            && markdown.contains("| 1 MiB list, 64 connections | haproxy tcp |"),
         "{markdown}"
     );
     let svg = report.to_svg();
     assert!(
-        svg.starts_with("<svg") && svg.contains("kubectl proxy") && svg.contains("nginx"),
+        svg.starts_with("<svg")
+            && svg.contains("kubectl proxy")
+            && svg.contains("nginx")
+            && svg.contains("haproxy"),
         "{svg}"
     );
     let targets = kprox_bench::report::SUBJECTS.len();

@@ -162,6 +162,29 @@ fn metrics(c: &mut Criterion) {
     });
 }
 
+/// The accept-time check of who opened a loopback connection (one sock_diag lookup of the
+/// exact 4-tuple), on a real connection, with the other 1,000 connections open beside it so
+/// that the kernel's socket table is not empty.
+fn peer_user(c: &mut Criterion) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let address = listener.local_addr().expect("address");
+    let mut open = Vec::new();
+    for _ in 0..1_000 {
+        let client = std::net::TcpStream::connect(address).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        open.push((client, server));
+    }
+    let (client, server) = &open[0];
+    let (local, peer) = (
+        server.local_addr().expect("local"),
+        client.local_addr().expect("peer"),
+    );
+    let users = kprox_listener::LocalUsers::new(&[]).expect("users");
+    c.bench_function("local users: judge a loopback TCP connection", |b| {
+        b.iter(|| black_box(users.judge_tcp(black_box(local), black_box(peer))))
+    });
+}
+
 criterion_group!(
     request_path,
     filters,
@@ -169,6 +192,7 @@ criterion_group!(
     headers,
     endpoints,
     health,
-    metrics
+    metrics,
+    peer_user
 );
 criterion_main!(request_path);

@@ -45,6 +45,8 @@ pub struct Options {
     pub launch: subject::Launch,
     /// nginx, when installed: compared as a plain reverse proxy.
     pub nginx: Option<PathBuf>,
+    /// HAProxy, when installed: compared in HTTP mode (HTTP/2 upstream) and TCP mode.
+    pub haproxy: Option<PathBuf>,
 }
 
 impl Options {
@@ -61,6 +63,7 @@ impl Options {
             only: None,
             launch: subject::Launch::default(),
             nginx: None,
+            haproxy: None,
         }
     }
 }
@@ -179,6 +182,20 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 )
             })
             .transpose()?;
+        let haproxy_dir = tempfile::tempdir()?;
+        let haproxy = options
+            .haproxy
+            .as_ref()
+            .map(|binary| {
+                Subject::haproxy(
+                    binary,
+                    haproxy_dir.path(),
+                    server.addr(),
+                    &server.ca_pem(),
+                    TOKEN,
+                )
+            })
+            .transpose()?;
         for subject in [&kprox, &kubectl] {
             tokio::time::sleep(Duration::from_millis(200)).await;
             report.starts.push(StartRecord {
@@ -207,6 +224,18 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             ];
             if let Some(nginx) = &nginx {
                 targets.push(("nginx", Target::Plain(nginx.address), Some(nginx)));
+            }
+            if let Some((haproxy, tcp)) = &haproxy {
+                targets.push(("haproxy", Target::Plain(haproxy.address), Some(haproxy)));
+                targets.push((
+                    "haproxy tcp",
+                    Target::Tls {
+                        addr: *tcp,
+                        config: Arc::new(tls_config(&server)?),
+                        token: TOKEN.to_owned(),
+                    },
+                    Some(haproxy),
+                ));
             }
             for (name, target, subject) in targets {
                 let cpu_before = subject.map(Subject::cpu_seconds).transpose()?;

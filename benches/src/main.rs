@@ -72,15 +72,21 @@ fn main() -> anyhow::Result<()> {
             only: None,
             launch: kprox_bench::subject::Launch::default(),
             nginx: None,
+            haproxy: None,
         }
     };
     options.only = args.only.clone();
     // nginx joins the comparison when it is installed (Debian: apt-get install nginx).
     options.nginx = kprox_bench::which(std::path::Path::new("nginx")).ok();
-    if options.nginx.is_none() {
-        eprintln!(
-            "nginx is not installed: comparing kprox with kubectl proxy and a direct connection only"
-        );
+    // HAProxy likewise (Debian: apt-get install haproxy).
+    options.haproxy = kprox_bench::which(std::path::Path::new("haproxy")).ok();
+    for (name, found) in [
+        ("nginx", options.nginx.is_some()),
+        ("haproxy", options.haproxy.is_some()),
+    ] {
+        if !found {
+            eprintln!("{name} is not installed: it is left out of the comparison");
+        }
     }
     options.launch.env = args.kprox_env.clone();
     options.launch.wrap = args

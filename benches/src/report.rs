@@ -87,12 +87,14 @@ pub struct Summary {
 }
 
 /// Every target that can be measured, in the order tables and charts show them.
-pub const SUBJECTS: [&str; 5] = [
+pub const SUBJECTS: [&str; 7] = [
     "direct",
     "kprox",
     "kprox pass-through",
     "kubectl proxy",
     "nginx",
+    "haproxy",
+    "haproxy tcp",
 ];
 
 impl Report {
@@ -222,6 +224,7 @@ impl Report {
     pub fn ratios(&self) -> Vec<(String, f64)> {
         let mut ratios = Vec::new();
         let with_nginx = self.subjects().contains(&"nginx");
+        let with_haproxy = self.subjects().contains(&"haproxy");
         for workload in self.workloads() {
             let of = |subject| self.summary(&workload, subject);
             let (direct, kprox, kubectl) = (of("direct"), of("kprox"), of("kubectl proxy"));
@@ -254,6 +257,24 @@ impl Report {
                 push("req/s kprox / nginx", rps(&kprox) / rps(&nginx));
                 push("p99 kprox / nginx", kprox.p99_ms / nginx.p99_ms);
                 push("CPU per 10k kprox / nginx", cpu(&kprox) / cpu(&nginx));
+            }
+            if with_haproxy {
+                let (haproxy, tcp) = (of("haproxy"), of("haproxy tcp"));
+                push("req/s kprox / haproxy", rps(&kprox) / rps(&haproxy));
+                push("p99 kprox / haproxy", kprox.p99_ms / haproxy.p99_ms);
+                push("CPU per 10k kprox / haproxy", cpu(&kprox) / cpu(&haproxy));
+                push(
+                    "added p50 latency kprox / haproxy",
+                    (kprox.p50_ms - direct.p50_ms) / (haproxy.p50_ms - direct.p50_ms),
+                );
+                push(
+                    "peak RSS kprox / haproxy",
+                    kprox.peak_rss_mib / haproxy.peak_rss_mib,
+                );
+                push(
+                    "req/s kprox pass-through / haproxy tcp",
+                    rps(&of("kprox pass-through")) / rps(&tcp),
+                );
             }
         }
         ratios
@@ -330,8 +351,9 @@ impl Report {
     pub fn to_svg(&self) -> String {
         let workloads = self.workloads();
         // One per entry of SUBJECTS.
-        let colours: [&str; SUBJECTS.len()] =
-            ["#7a869a", "#2f7ed8", "#9b59b6", "#d9822b", "#3a9a5b"];
+        let colours: [&str; SUBJECTS.len()] = [
+            "#7a869a", "#2f7ed8", "#9b59b6", "#d9822b", "#3a9a5b", "#c0392b", "#e6a0a0",
+        ];
         let subjects = self.subjects();
         let bars = subjects.len().max(1) as f64;
         let group_width = 30.0 + 55.0 * bars;

@@ -161,6 +161,87 @@ http {{
         Ok(subject)
     }
 
+    /// HAProxy, the strongest proxy a user could put here instead: one process with two
+    /// frontends — HTTP (the token added, HTTP/2 to the apiserver over TLS verified against
+    /// the cluster CA, as client-go talks to it) and TCP (TLS untouched end to end, the peer of
+    /// kprox's pass-through). Returns the subject (its HTTP address) and the TCP address.
+    pub fn haproxy(
+        binary: &Path,
+        dir: &Path,
+        upstream: SocketAddr,
+        ca_pem: &str,
+        token: &str,
+    ) -> anyhow::Result<(Self, SocketAddr)> {
+        let free = || -> anyhow::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let (http_port, tcp_port) = (free()?, free()?);
+        let dir_text = dir.display();
+        std::fs::write(dir.join("ca.pem"), ca_pem)?;
+        let config = format!(
+            r#"global
+    maxconn 4096
+    nbthread 2
+    tune.ssl.default-dh-param 2048
+defaults
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout tunnel 1h
+    # The load generator keeps its connections, as kubectl and client-go do.
+    timeout http-keep-alive 300s
+frontend http
+    mode http
+    bind 127.0.0.1:{http_port}
+    http-request set-header Authorization "Bearer {token}"
+    default_backend apiserver
+backend apiserver
+    mode http
+    http-reuse always
+    server api {upstream} ssl verify required ca-file {dir_text}/ca.pem sni str(localhost) verifyhost localhost alpn h2
+frontend tcp
+    mode tcp
+    bind 127.0.0.1:{tcp_port}
+    default_backend apiserver_tcp
+backend apiserver_tcp
+    mode tcp
+    server api {upstream}
+"#
+        );
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, config)?;
+        let started = Instant::now();
+        let mut command = Command::new(binary);
+        command
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("haproxy.log"))?);
+        let child = command
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("haproxy did not start: {e}"))?;
+        let address = SocketAddr::from(([127, 0, 0, 1], http_port));
+        let mut subject = Self {
+            name: "haproxy",
+            address,
+            child,
+            startup: Duration::ZERO,
+            stop_group: true,
+            with_children: false,
+            program: None,
+        };
+        subject.startup = wait_for_first_answer(address, started).map_err(|e| {
+            let log = std::fs::read_to_string(dir.join("haproxy.log")).unwrap_or_default();
+            anyhow::anyhow!("{e}; haproxy said: {log}")
+        })?;
+        Ok((subject, SocketAddr::from(([127, 0, 0, 1], tcp_port))))
+    }
+
     /// `kubectl proxy --port 0` against `kubeconfig`.
     pub fn kubectl_proxy(binary: &Path, kubeconfig: &Path) -> anyhow::Result<Self> {
         let mut command = Command::new(binary);
