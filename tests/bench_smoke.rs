@@ -115,3 +115,34 @@ async fn the_soak_loses_nothing_while_apiservers_fail() {
         report.to_markdown()
     );
 }
+
+/// The same benchmark with wrk generating the load (small GETs only, to stay short): every
+/// target answers, and wrk's quantiles reach the report.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_benchmark_runs_with_wrk_as_the_load_generator() {
+    let which = |tool: &str| {
+        kprox_bench::which(std::path::Path::new(tool))
+            .unwrap_or_else(|_| panic!("{tool} must be installed (scripts/test-all installs it)"))
+    };
+    let mut options =
+        kprox_bench::Options::smoke(PathBuf::from(env!("CARGO_BIN_EXE_kprox")), which("kubectl"));
+    options.nginx = Some(which("nginx"));
+    options.haproxy = Some(which("haproxy"));
+    options.wrk = Some(which("wrk"));
+    options.only = Some("small GET".to_owned());
+    let report = kprox_bench::run(&options).await.expect("benchmark runs");
+    let workloads = report.workloads();
+    assert_eq!(workloads.len(), 2, "{workloads:?}");
+    for workload in &workloads {
+        for subject in kprox_bench::report::SUBJECTS {
+            let summary = report.summary(workload, subject);
+            assert!(
+                summary.requests_per_second > 0.0
+                    && summary.errors == 0
+                    && summary.p99_ms.is_finite()
+                    && summary.p50_ms <= summary.p99_ms,
+                "{workload} via {subject} with wrk: {summary:?}"
+            );
+        }
+    }
+}

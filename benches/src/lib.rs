@@ -9,6 +9,7 @@ pub mod report;
 pub mod soak;
 pub mod subject;
 pub mod watches;
+pub mod wrk;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct Options {
     pub nginx: Option<PathBuf>,
     /// HAProxy, when installed: compared in HTTP mode (HTTP/2 upstream) and TCP mode.
     pub haproxy: Option<PathBuf>,
+    /// wrk, to generate the load instead of the built-in generator (`--generator wrk`).
+    pub wrk: Option<PathBuf>,
 }
 
 impl Options {
@@ -64,6 +67,7 @@ impl Options {
             launch: subject::Launch::default(),
             nginx: None,
             haproxy: None,
+            wrk: None,
         }
     }
 }
@@ -244,8 +248,20 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                     measure: options.measure,
                     at_least_per_connection: options.at_least_per_connection,
                 };
-                let sample =
-                    load::drive(&target, &workload.spec, workload.connections, window).await?;
+                let sample = match &options.wrk {
+                    None => {
+                        load::drive(&target, &workload.spec, workload.connections, window).await?
+                    }
+                    Some(wrk) => {
+                        let (wrk, target, spec) =
+                            (wrk.clone(), target.clone(), workload.spec.clone());
+                        let connections = workload.connections;
+                        tokio::task::spawn_blocking(move || {
+                            wrk::drive(&wrk, &target, &spec, connections, window)
+                        })
+                        .await??
+                    }
+                };
                 let cpu_after = subject.map(Subject::cpu_seconds).transpose()?;
                 let cpu_per_10k = cpu_before.zip(cpu_after).map(|(before, after)| {
                     // The warm-up's requests used CPU too; scale to the measured share.

@@ -45,6 +45,8 @@ pub struct Sample {
     pub seconds: f64,
     /// Latency of every measured request, in microseconds, sorted.
     pub latencies_us: Vec<u32>,
+    /// Quantiles as an external generator (wrk) reported them: (quantile, milliseconds).
+    pub reported_quantiles_ms: Vec<(f64, f64)>,
 }
 
 impl Sample {
@@ -55,7 +57,11 @@ impl Sample {
     /// The latency at quantile `q` (0..=1) in milliseconds.
     pub fn quantile_ms(&self, q: f64) -> f64 {
         if self.latencies_us.is_empty() {
-            return f64::NAN;
+            return self
+                .reported_quantiles_ms
+                .iter()
+                .find(|(reported, _)| (reported - q).abs() < 1e-9)
+                .map_or(f64::NAN, |(_, ms)| *ms);
         }
         let index = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
         f64::from(self.latencies_us[index.min(self.latencies_us.len() - 1)]) / 1000.0

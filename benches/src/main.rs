@@ -41,6 +41,10 @@ struct Args {
     /// Memory and CPU figures are then the wrapper's process.
     #[arg(long)]
     wrap: Option<String>,
+    /// The load generator: `builtin` (this crate's, every latency kept) or `wrk` (Debian's
+    /// wrk: lean, and the generator other proxies publish figures with).
+    #[arg(long, default_value = "builtin", value_parser = ["builtin", "wrk"])]
+    generator: String,
     /// A run of a few seconds that proves the benchmark works.
     #[arg(long)]
     smoke: bool,
@@ -73,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             launch: kprox_bench::subject::Launch::default(),
             nginx: None,
             haproxy: None,
+            wrk: None,
         }
     };
     options.only = args.only.clone();
@@ -87,6 +92,15 @@ fn main() -> anyhow::Result<()> {
         if !found {
             eprintln!("{name} is not installed: it is left out of the comparison");
         }
+    }
+    if args.generator == "wrk" {
+        options.wrk = Some(
+            kprox_bench::which(std::path::Path::new("wrk")).map_err(|_| {
+                anyhow::anyhow!(
+                    "--generator wrk: wrk is not installed (Debian: apt-get install wrk)"
+                )
+            })?,
+        );
     }
     options.launch.env = args.kprox_env.clone();
     options.launch.wrap = args
