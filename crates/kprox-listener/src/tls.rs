@@ -7,6 +7,19 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
 
+/// The HTTPS configuration `[listen]` asks for (`tls_cert_file` and `tls_key_file`, client
+/// certificates required when `client_ca_file` is set); `None` serves plain HTTP.
+pub fn from_listen(
+    listen: &kprox_config::ListenConfig,
+) -> Result<Option<Arc<ServerConfig>>, String> {
+    match (&listen.tls_cert_file, &listen.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            server_config(cert, key, listen.client_ca_file.as_deref()).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Builds the server TLS configuration; errors name the file at fault.
 pub fn server_config(
     cert_file: &Path,

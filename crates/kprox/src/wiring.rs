@@ -145,13 +145,8 @@ pub async fn build(
         pipeline = pipeline.with_client_token(ClientToken::new(expected));
     }
     let pipeline = Arc::new(pipeline);
-    let tls = match (&config.listen.tls_cert_file, &config.listen.tls_key_file) {
-        (Some(cert), Some(key)) => Some(
-            kprox_listener::tls::server_config(cert, key, config.listen.client_ca_file.as_deref())
-                .map_err(|e| anyhow::anyhow!("listener TLS: {e}"))?,
-        ),
-        _ => None,
-    };
+    let tls = kprox_listener::tls::from_listen(&config.listen)
+        .map_err(|e| anyhow::anyhow!("listener TLS: {e}"))?;
     let local_users = kprox_listener::LocalUsers::from_config(&config.listen, access.in_cluster)
         .map_err(anyhow::Error::msg)?;
     let serve_settings =
