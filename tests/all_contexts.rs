@@ -406,25 +406,54 @@ async fn kubectl_uses_every_context_through_the_kubeconfig_kprox_prints() {
         "then the new pod, and nothing else"
     );
 
-    // An upgrade (SPDY exec) under the prefix.
-    let exec = ok_stdout(
-        &kubectl(&["--context", "b", "exec", "alpha", "--", "echo", "hi from b"]),
-        "kubectl exec under /clusters/b",
-    );
-    assert!(exec.contains("hi from b"), "{exec}");
-    // Port-forward (an upgrade) under the prefix: the fake's port echoes.
+    // Upgrades under each prefix, over WebSocket (kubectl's default) and SPDY: exec, and
+    // port-forward through the fake's echoing port.
+    for context in ["a", "b"] {
+        for websockets in ["true", "false"] {
+            let env = [
+                ("KUBECONFIG", generated.to_str().expect("utf8")),
+                ("HOME", home.path().to_str().expect("utf8")),
+                ("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", websockets),
+                ("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets),
+            ];
+            let said = format!("hi from {context}");
+            let exec = ok_stdout(
+                &run_with_env(
+                    "kubectl",
+                    &["--context", context, "exec", "alpha", "--", "echo", &said],
+                    &env,
+                ),
+                &format!("kubectl exec in {context}, websockets={websockets}"),
+            );
+            assert_eq!(
+                exec.trim(),
+                said,
+                "exec in {context}, websockets={websockets}"
+            );
+            let echoed = port_forward_echo(context, &env, said.as_bytes());
+            assert_eq!(
+                echoed,
+                said.as_bytes(),
+                "port-forward in {context}, websockets={websockets}"
+            );
+        }
+    }
+}
+
+/// `kubectl --context CONTEXT port-forward alpha :80` with `env`; sends `message` through the
+/// forwarded port and returns what came back.
+fn port_forward_echo(context: &str, env: &[(&str, &str)], message: &[u8]) -> Vec<u8> {
     let mut forward = std::process::Command::new(support::require_tool("kubectl"))
         .args([
             "--context",
-            "b",
+            context,
             "port-forward",
             "alpha",
             "--address",
             "127.0.0.1",
             ":80",
         ])
-        .env("KUBECONFIG", &generated)
-        .env("HOME", home.path())
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -444,12 +473,12 @@ async fn kubectl_uses_every_context_through_the_kubeconfig_kprox_prints() {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    std::io::Write::write_all(&mut stream, b"through context b").expect("send");
-    let mut echoed = [0u8; 17];
+    std::io::Write::write_all(&mut stream, message).expect("send");
+    let mut echoed = vec![0u8; message.len()];
     std::io::Read::read_exact(&mut stream, &mut echoed).expect("echo");
     let _ = forward.kill();
     let _ = forward.wait();
-    assert_eq!(&echoed, b"through context b");
+    echoed
 }
 
 #[test]
