@@ -23,7 +23,7 @@ pub struct ContextRefusal {
 /// The contexts the listener serves besides the current one.
 pub trait Contexts: Send + Sync + std::fmt::Debug {
     /// The names of the contexts served now, in kubeconfig order.
-    fn names(&self) -> Vec<String>;
+    fn names(&self) -> std::sync::Arc<Vec<String>>;
 
     /// The forwarder of `context`, set up on its first use (its credentials loaded, its exec
     /// plugin run), or why it cannot serve.

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use http::StatusCode;
 use kprox_auth::ContextList;
 use kprox_config::Config;
-use kprox_listener::{ContextRefusal, Contexts, ForwardSettings, Forwarder, Tunnels};
+use kprox_listener::{ContextRefusal, Contexts, Forwarder, Tunnels};
 use kprox_telemetry::admin::ContextStatus;
 use kprox_telemetry::{IntCounter, Metrics};
 use kprox_upstream::Upstream;
@@ -35,12 +35,22 @@ pub struct ServedContexts {
     base: Config,
     /// The kubeconfig's contexts, re-read on every reload.
     list: ArcSwap<ContextList>,
-    /// The context the rest of kprox serves, and its forwarder.
-    current: ArcSwap<(String, Forwarder)>,
+    /// The context the rest of kprox serves, its forwarder and its request counter.
+    current: ArcSwap<Current>,
+    /// The names of `list`, for routing each request without copying them.
+    names: ArcSwap<Vec<String>>,
     set_up: Mutex<HashMap<String, Arc<Slot>>>,
     tasks: Tasks,
     metrics: Arc<Metrics>,
     tunnels: Arc<Tunnels>,
+}
+
+/// The current context as served under its own prefix.
+#[derive(Debug)]
+struct Current {
+    name: String,
+    forwarder: Forwarder,
+    requests: IntCounter,
 }
 
 /// One context's set-up: started by its first request, shared by the requests that arrive
@@ -88,8 +98,13 @@ impl ServedContexts {
         base.kubeconfig.follow_context = false;
         Ok(Self {
             base,
+            names: ArcSwap::from_pointee(names_of(&list)),
             list: ArcSwap::from_pointee(list),
-            current: ArcSwap::from_pointee((current_name.to_owned(), current)),
+            current: ArcSwap::from_pointee(Current {
+                name: current_name.to_owned(),
+                forwarder: current,
+                requests: metrics.context_requests(current_name),
+            }),
             set_up: Mutex::new(HashMap::new()),
             tasks: tasks.clone(),
             metrics,
@@ -108,8 +123,11 @@ impl ServedContexts {
                 return;
             }
         };
-        self.current
-            .store(Arc::new((current_name.to_owned(), current)));
+        self.current.store(Arc::new(Current {
+            name: current_name.to_owned(),
+            forwarder: current,
+            requests: self.metrics.context_requests(current_name),
+        }));
         let mut set_up = self.lock();
         set_up.retain(|name, slot| {
             let keep = list.get(name).is_some_and(|c| c.digest == slot.digest);
@@ -119,6 +137,7 @@ impl ServedContexts {
             keep
         });
         drop(set_up);
+        self.names.store(Arc::new(names_of(&list)));
         self.list.store(Arc::new(list));
     }
 
@@ -156,20 +175,12 @@ impl ServedContexts {
         let parts = assemble(&config, &access).await?;
         let (upstream, credentials) =
             crate::wiring::upstream(&config, &access, &parts, &self.metrics)?;
-        let forward = ForwardSettings::from_config(
-            &config.listen,
-            &config.filter,
-            config
-                .kubeconfig
-                .append_server_path
-                .then(|| upstream.base_path()),
-        );
-        let forwarder = Forwarder::new(
-            upstream.clone(),
+        let forwarder = crate::wiring::forwarder(
+            &config,
+            &upstream,
             credentials,
-            forward,
-            self.tunnels.clone(),
-            self.metrics.request_bytes().clone(),
+            &self.tunnels,
+            &self.metrics,
         );
         self.tasks.spawn_until(stop.clone(), upstream.clone().run());
         parts.follow(
@@ -196,7 +207,7 @@ impl ServedContexts {
                 let slot = set_up.get(&entry.name);
                 let requests = slot.map_or(0, |s| s.requests.get());
                 let (state, upstream) = match slot.and_then(|s| s.ready.get()) {
-                    _ if entry.name == current.0 => ("current".to_owned(), None),
+                    _ if entry.name == current.name => ("current".to_owned(), None),
                     Some(Ok(ready)) => ("serving".to_owned(), Some(ready.upstream.clone())),
                     Some(Err(error)) => (format!("failed: {error}"), None),
                     None if slot.is_some() => ("setting up".to_owned(), None),
@@ -216,13 +227,8 @@ impl ServedContexts {
 }
 
 impl Contexts for ServedContexts {
-    fn names(&self) -> Vec<String> {
-        self.list
-            .load()
-            .contexts
-            .iter()
-            .map(|c| c.name.clone())
-            .collect()
+    fn names(&self) -> Arc<Vec<String>> {
+        self.names.load_full()
     }
 
     fn forwarder<'a>(
@@ -238,10 +244,10 @@ impl Contexts for ServedContexts {
                     message: format!("the kubeconfig has no context {context}"),
                 });
             };
-            let current = self.current.load_full();
-            if current.0 == context {
-                self.metrics.context_requests(context).inc();
-                return Ok(current.1.clone());
+            let current = self.current.load();
+            if current.name == context {
+                current.requests.inc();
+                return Ok(current.forwarder.clone());
             }
             let slot = self.slot(context, digest);
             slot.requests.inc();
@@ -265,4 +271,8 @@ impl Contexts for ServedContexts {
             }
         })
     }
+}
+
+fn names_of(list: &ContextList) -> Vec<String> {
+    list.contexts.iter().map(|c| c.name.clone()).collect()
 }
