@@ -60,7 +60,7 @@ async fn kubectl_creates_a_configmap() {
     let stored = cluster
         .server
         .store()
-        .get(kprox_testkit::Resource::ConfigMaps, "default", "settings")
+        .get(kprox_testkit::Resource::CONFIG_MAPS, "default", "settings")
         .expect("stored");
     assert_eq!(stored["data"]["color"], "blue");
     let listed = ok_stdout(

@@ -528,7 +528,7 @@ async fn a_watch_survives_the_death_of_its_apiserver_without_gap_or_duplicate() 
     trio.servers[victim].set_behaviour(Behaviour::Refuse).await;
     store.add_pod("default", "p3").expect("p3");
     store
-        .delete(kprox_testkit::Resource::Pods, "default", "p1")
+        .delete(kprox_testkit::Resource::PODS, "default", "p1")
         .expect("delete p1");
     store.add_pod("default", "p4").expect("p4");
     for _ in 0..3 {
@@ -785,7 +785,7 @@ async fn discovery_follows_the_kubernetes_endpoint_slices() {
     };
     store
         .create(
-            kprox_testkit::Resource::EndpointSlices,
+            kprox_testkit::Resource::ENDPOINT_SLICES,
             "default",
             slice(&["127.0.0.1", "127.0.0.2", "127.0.0.3"]),
         )
@@ -807,7 +807,7 @@ async fn discovery_follows_the_kubernetes_endpoint_slices() {
     // The control plane shrinks.
     store
         .update(
-            kprox_testkit::Resource::EndpointSlices,
+            kprox_testkit::Resource::ENDPOINT_SLICES,
             "default",
             "kubernetes",
             slice(&["127.0.0.2"]),
@@ -970,10 +970,10 @@ async fn draining(http2: bool) {
     }
     // The stream it was already serving goes on.
     let store = trio.servers[0].store();
-    let mut pod = store.get(Resource::Pods, "default", "alpha").expect("pod");
+    let mut pod = store.get(Resource::PODS, "default", "alpha").expect("pod");
     pod["metadata"]["labels"] = serde_json::json!({"during": "drain"});
     store
-        .update(Resource::Pods, "default", "alpha", pod)
+        .update(Resource::PODS, "default", "alpha", pod)
         .expect("update");
     let mut body = watch.into_body();
     let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())

@@ -98,12 +98,12 @@ async fn curl_and_wget_post_create_objects() {
     cluster
         .server
         .store()
-        .get(kprox_testkit::Resource::ConfigMaps, "default", "from-curl")
+        .get(kprox_testkit::Resource::CONFIG_MAPS, "default", "from-curl")
         .expect("stored");
     cluster
         .server
         .store()
-        .get(kprox_testkit::Resource::ConfigMaps, "default", "from-wget")
+        .get(kprox_testkit::Resource::CONFIG_MAPS, "default", "from-wget")
         .expect("stored");
 }
 

@@ -629,7 +629,7 @@ async fn a_watch_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
     for i in 0..200 {
         store
             .create(
-                kprox_testkit::Resource::ConfigMaps,
+                kprox_testkit::Resource::CONFIG_MAPS,
                 "default",
                 serde_json::json!({"metadata": {"name": format!("big-{i}")}, "data": {"v": value}}),
             )
@@ -688,6 +688,15 @@ async fn idle_keep_alive_connections_close_at_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn watches_and_exec_sessions_outlive_every_timeout() {
     let cluster = Cluster::start().await;
+    cluster
+        .server
+        .store()
+        .create(
+            kprox_testkit::Resource::NAMESPACES,
+            "",
+            serde_json::json!({"metadata": {"name": "quiet"}}),
+        )
+        .expect("namespace");
     let kprox = tight_kprox(&cluster, &["--reject-paths", "^$"]);
 
     let address = kprox.address.clone();

@@ -132,7 +132,7 @@ async fn every_spelling_gets_its_verdict_and_forwarded_paths_arrive_byte_for_byt
     for (path, verdict) in table() {
         let before = cluster.server.requests().len();
         let request = format!(
-            "POST {path}?command=id HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "POST {path}?command=id HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
         );
         let raw = exchange_async(&kprox.address, request).await;
         // The apiserver's log of this exchange (kprox's own /readyz checks left out).

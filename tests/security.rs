@@ -98,7 +98,7 @@ async fn cross_site_writes_and_upgrades_are_refused() {
         cluster
             .server
             .store()
-            .get(kprox_testkit::Resource::ConfigMaps, "default", "xsrf")
+            .get(kprox_testkit::Resource::CONFIG_MAPS, "default", "xsrf")
             .is_err()
     );
 

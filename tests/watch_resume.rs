@@ -74,11 +74,11 @@ async fn wait_for_watchers(cluster: &Cluster, n: usize) {
 fn touch(cluster: &Cluster, name: &str, generation: u32) -> String {
     let store = cluster.server.store();
     let mut pod = store
-        .get(Resource::Pods, "default", name)
+        .get(Resource::PODS, "default", name)
         .expect("pod exists");
     pod["metadata"]["labels"] = json!({"touched": generation.to_string()});
     let updated = store
-        .update(Resource::Pods, "default", name, pod)
+        .update(Resource::PODS, "default", name, pod)
         .expect("update");
     updated["metadata"]["resourceVersion"]
         .as_str()
@@ -411,10 +411,10 @@ async fn a_watch_resumed_on_a_lagging_replica_moves_to_one_that_is_not() {
     // The second replica's watch cache stops here; one change reaches the client.
     replicas[1].lag_behind(true);
     let bump = |name: &str| {
-        let mut pod = store.get(Resource::Pods, "default", name).expect("pod");
+        let mut pod = store.get(Resource::PODS, "default", name).expect("pod");
         pod["metadata"]["labels"] = json!({"bumped": "yes"});
         store
-            .update(Resource::Pods, "default", name, pod)
+            .update(Resource::PODS, "default", name, pod)
             .expect("update");
     };
     bump("alpha");

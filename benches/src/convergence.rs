@@ -530,11 +530,11 @@ async fn mutate(
     let mut done = 0u64;
     while !*stop.borrow() {
         let name = format!("cm-{}", dice.next(NAMES as u64));
-        let exists = store.get(Resource::ConfigMaps, NAMESPACE, &name).is_ok();
+        let exists = store.get(Resource::CONFIG_MAPS, NAMESPACE, &name).is_ok();
         let outcome = match (exists, dice.next(4)) {
-            (false, _) => store.create(Resource::ConfigMaps, NAMESPACE, object(&name, done)),
-            (true, 0) => store.delete(Resource::ConfigMaps, NAMESPACE, &name),
-            (true, _) => store.update(Resource::ConfigMaps, NAMESPACE, &name, object(&name, done)),
+            (false, _) => store.create(Resource::CONFIG_MAPS, NAMESPACE, object(&name, done)),
+            (true, 0) => store.delete(Resource::CONFIG_MAPS, NAMESPACE, &name),
+            (true, _) => store.update(Resource::CONFIG_MAPS, NAMESPACE, &name, object(&name, done)),
         };
         if outcome.is_ok() {
             done += 1;
@@ -625,7 +625,7 @@ async fn inject_faults(
 /// The store's ConfigMaps: name → resourceVersion.
 fn truth(store: &Store) -> HashMap<String, u64> {
     store
-        .list(Resource::ConfigMaps, NAMESPACE)
+        .list(Resource::CONFIG_MAPS, NAMESPACE)
         .0
         .iter()
         .filter_map(|o| {
@@ -659,9 +659,15 @@ pub async fn run(options: &ConvergenceOptions) -> anyhow::Result<ConvergenceRepo
     })
     .await?;
     let store = cluster.store.clone();
+    // Objects live in a namespace that exists, as the apiserver requires.
+    store.create(
+        Resource::NAMESPACES,
+        "",
+        json!({"metadata": {"name": NAMESPACE}}),
+    )?;
     for i in 0..NAMES / 2 {
         store.create(
-            Resource::ConfigMaps,
+            Resource::CONFIG_MAPS,
             NAMESPACE,
             object(&format!("cm-{i}"), 0),
         )?;

@@ -313,7 +313,7 @@ async fn idle_watches(
     let rss_kib = subject.memory_kib()?.0;
     let event_name = format!("bench-event-{round}-{}", subject.name.replace(' ', "-"));
     server.store().create(
-        Resource::ConfigMaps,
+        Resource::CONFIG_MAPS,
         "default",
         serde_json::json!({"metadata": {"name": event_name}, "data": {"round": round.to_string()}}),
     )?;

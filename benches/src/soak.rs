@@ -262,8 +262,14 @@ fn kind_of(n: u64) -> Kind {
 pub async fn soak(options: &SoakOptions) -> anyhow::Result<SoakReport> {
     let cluster = FakeCluster::start(3, TOKEN, |_| FakeOptions::default()).await?;
     let store = cluster.store.clone();
+    // Objects live in a namespace that exists, as the apiserver requires.
     store.create(
-        Resource::ConfigMaps,
+        Resource::NAMESPACES,
+        "",
+        json!({"metadata": {"name": "soak"}}),
+    )?;
+    store.create(
+        Resource::CONFIG_MAPS,
         "soak",
         json!({"metadata": {"name": "fixed"}, "data": {"k": "v"}}),
     )?;

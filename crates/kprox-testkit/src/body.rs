@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
@@ -94,4 +95,49 @@ pub fn reason_for(code: StatusCode) -> &'static str {
         504 => "Timeout",
         _ => "Unknown",
     }
+}
+
+/// Whether the client's `Accept` puts protobuf first (kubelets and controllers do; the
+/// apiserver answers in the first type it can).
+pub fn wants_protobuf(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.trim().starts_with(crate::protobuf::CONTENT_TYPE))
+}
+
+pub fn protobuf_response(body: Bytes) -> Response<Body> {
+    let mut response = Response::new(crate::body::full(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(crate::protobuf_watch::CONTENT_TYPE),
+    );
+    response
+}
+
+/// A list, sent in one piece or (cut) as half a body followed by a broken connection.
+pub fn list_response(value: Value, cut: bool) -> Response<Body> {
+    if !cut {
+        return json_response(StatusCode::OK, &value);
+    }
+    let bytes = Bytes::from(value.to_string());
+    cut_stream(bytes.slice(..bytes.len() / 2), "application/json")
+}
+
+pub fn cut_stream(first: Bytes, content_type: &'static str) -> Response<Body> {
+    let (tx, body) = ChannelBody::channel(2);
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(first)).await;
+        // Give the bytes time to leave before the break.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let _ = tx
+            .send(Err(std::io::Error::other("testkit: body cut on purpose")))
+            .await;
+    });
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response
 }

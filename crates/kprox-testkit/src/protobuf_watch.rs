@@ -45,23 +45,6 @@ fn string_map(out: &mut Vec<u8>, tag: u64, map: &Value) {
     }
 }
 
-/// Seconds since the epoch of an RFC 3339 UTC time (`2026-01-01T00:00:00Z`).
-fn rfc3339_seconds(text: &str) -> Option<i64> {
-    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
-    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);
-    let mut hms = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    Some(days * 86_400 + hour * 3_600 + minute * 60 + second)
-}
-
 /// `ObjectMeta`: the fields the fake keeps.
 fn encode_metadata(meta: &Value) -> Vec<u8> {
     let mut encoded = Vec::new();
@@ -159,7 +142,7 @@ fn int_field(out: &mut Vec<u8>, tag: u64, value: &Value) {
 
 /// `meta.v1.Time` {1: seconds}.
 fn time_field(out: &mut Vec<u8>, tag: u64, value: &Value) {
-    if let Some(seconds) = value.as_str().and_then(rfc3339_seconds) {
+    if let Some(seconds) = value.as_str().and_then(crate::clock::parse) {
         let mut time = Vec::new();
         varint(&mut time, 1 << 3);
         varint(&mut time, u64::try_from(seconds).unwrap_or(0));

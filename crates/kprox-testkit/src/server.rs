@@ -21,7 +21,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::behaviour::Behaviour;
 use crate::body::{Body, reason_for, status_response};
 use crate::certs::TestPki;
-use crate::routes::{RouteContext, is_public, route};
+use crate::resource_api::RouteContext;
+use crate::routes::{is_public, route};
 use crate::store::Store;
 
 /// How to start a fake apiserver.

@@ -1,6 +1,9 @@
-//! The fake apiserver's object store: pods, configmaps and namespaces with resourceVersions, and
-//! the event history watches replay from. Not a real apiserver: no validation beyond names, no
-//! field selectors, no patch.
+//! The fake apiserver's object store, generic over the types of [`crate::resource_types`]:
+//! objects with the metadata the apiserver keeps (uid, resourceVersion, generation,
+//! creationTimestamp, managedFields; finalizers hold a deletion with `deletionTimestamp`;
+//! owner references cascade deletions, as the garbage collector does), writes that can be
+//! dry runs, optimistic concurrency on `metadata.resourceVersion`, patches of every kind, and
+//! the event history watches replay from.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,51 +11,9 @@ use std::sync::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-/// The resources the fake serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Resource {
-    Pods,
-    ConfigMaps,
-    Namespaces,
-    /// `discovery.k8s.io/v1` EndpointSlices (kprox discovers apiservers from them).
-    EndpointSlices,
-}
-
-impl Resource {
-    /// Parses the plural name used in URLs.
-    pub fn from_plural(plural: &str) -> Option<Self> {
-        match plural {
-            "pods" => Some(Self::Pods),
-            "configmaps" => Some(Self::ConfigMaps),
-            "namespaces" => Some(Self::Namespaces),
-            "endpointslices" => Some(Self::EndpointSlices),
-            _ => None,
-        }
-    }
-
-    /// The object kind.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Self::Pods => "Pod",
-            Self::ConfigMaps => "ConfigMap",
-            Self::Namespaces => "Namespace",
-            Self::EndpointSlices => "EndpointSlice",
-        }
-    }
-
-    /// The group/version objects carry.
-    pub fn api_version(self) -> &'static str {
-        match self {
-            Self::EndpointSlices => "discovery.k8s.io/v1",
-            _ => "v1",
-        }
-    }
-
-    /// Whether objects live in a namespace.
-    pub fn namespaced(self) -> bool {
-        !matches!(self, Self::Namespaces)
-    }
-}
+use crate::clock;
+use crate::patch::{self, PatchError, PatchKind};
+pub use crate::resource_types::Resource;
 
 /// A change, as a watch reports it.
 #[derive(Clone, Debug)]
@@ -71,8 +32,30 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// A write from a stale resourceVersion (409 Conflict).
+    #[error(
+        "Operation cannot be fulfilled on {0}: the object has been modified; please apply your changes to the latest version and try again"
+    )]
+    Conflict(String),
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<PatchError> for StoreError {
+    fn from(error: PatchError) -> Self {
+        match error {
+            PatchError::TestFailed(_) => Self::Conflict(error.to_string()),
+            PatchError::Invalid(_) => Self::Invalid(error.to_string()),
+        }
+    }
+}
+
+/// How a write is made: `dryRun=All` computes the answer without storing it; `fieldManager`
+/// names who wrote (recorded in `managedFields`).
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    pub field_manager: Option<String>,
 }
 
 type Key = (Resource, String, String);
@@ -107,11 +90,8 @@ impl Default for Store {
 /// Events the store remembers for watches that start from a past version.
 pub const HISTORY_LIMIT: usize = 10_000;
 
-/// A fixed timestamp keeps output reproducible; kubectl shows ages relative to it.
-const CREATED: &str = "2026-01-01T00:00:00Z";
-
 impl Store {
-    /// An empty store with the `default` and `kube-system` namespaces.
+    /// A store with the namespaces every cluster has and their `default` service accounts.
     pub fn new() -> Self {
         let (events, _) = broadcast::channel(4096);
         let store = Self {
@@ -124,8 +104,8 @@ impl Store {
             }),
             events,
         };
-        for ns in ["default", "kube-system"] {
-            let _ = store.create(Resource::Namespaces, "", json!({"metadata": {"name": ns}}));
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let _ = store.create(Resource::NAMESPACES, "", json!({"metadata": {"name": ns}}));
         }
         store
     }
@@ -143,17 +123,9 @@ impl Store {
     /// Adds a running pod named `name` in `namespace`.
     pub fn add_pod(&self, namespace: &str, name: &str) -> Result<Value, StoreError> {
         self.create(
-            Resource::Pods,
+            Resource::PODS,
             namespace,
-            json!({
-                "metadata": {"name": name, "labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
-                         "nodeName": "fake-node"},
-                "status": {"phase": "Running", "podIP": "10.0.0.7",
-                           "containerStatuses": [{"name": "main", "ready": true, "restartCount": 0,
-                             "image": "registry.k8s.io/pause:3.10", "imageID": "", "started": true,
-                             "state": {"running": {"startedAt": CREATED}}}]}
-            }),
+            running_pod(name, json!({"app": name}), "10.0.0.7"),
         )
     }
 
@@ -188,33 +160,21 @@ impl Store {
         &self,
         resource: Resource,
         namespace: &str,
-        mut object: Value,
+        object: Value,
     ) -> Result<Value, StoreError> {
-        let name = object_name(&object)?;
+        self.create_with(resource, namespace, object, &WriteOptions::default())
+    }
+
+    /// Creates an object as `options` say.
+    pub fn create_with(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        object: Value,
+        options: &WriteOptions,
+    ) -> Result<Value, StoreError> {
         let mut state = self.lock();
-        let key = (resource, namespace.to_owned(), name.clone());
-        if state.objects.contains_key(&key) {
-            return Err(StoreError::AlreadyExists(describe(resource, &name)));
-        }
-        state.resource_version += 1;
-        let rv = state.resource_version;
-        let uid = state.next_uid;
-        state.next_uid += 1;
-        object["kind"] = json!(resource.kind());
-        object["apiVersion"] = json!(resource.api_version());
-        let meta = &mut object["metadata"];
-        if resource.namespaced() {
-            meta["namespace"] = json!(namespace);
-        }
-        meta["uid"] = json!(format!("00000000-0000-4000-8000-{uid:012}"));
-        meta["resourceVersion"] = json!(rv.to_string());
-        meta["creationTimestamp"] = json!(CREATED);
-        if resource == Resource::Namespaces {
-            object["status"] = json!({"phase": "Active"});
-        }
-        state.objects.insert(key, object.clone());
-        self.record(&mut state, "ADDED", resource, namespace, rv, object.clone());
-        Ok(object)
+        self.insert_new(&mut state, resource, namespace, object, options)
     }
 
     /// Replaces an existing object.
@@ -223,7 +183,20 @@ impl Store {
         resource: Resource,
         namespace: &str,
         name: &str,
+        object: Value,
+    ) -> Result<Value, StoreError> {
+        self.update_with(resource, namespace, name, object, &WriteOptions::default())
+    }
+
+    /// Replaces an existing object as `options` say; a `metadata.resourceVersion` in the body
+    /// must be the current one.
+    pub fn update_with(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
         mut object: Value,
+        options: &WriteOptions,
     ) -> Result<Value, StoreError> {
         if object_name(&object)? != name {
             return Err(StoreError::Invalid(
@@ -231,58 +204,102 @@ impl Store {
             ));
         }
         let mut state = self.lock();
-        let key = (resource, namespace.to_owned(), name.to_owned());
-        let old = state
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| StoreError::NotFound(describe(resource, name)))?;
-        state.resource_version += 1;
-        let rv = state.resource_version;
-        object["kind"] = json!(resource.kind());
-        object["apiVersion"] = json!(resource.api_version());
-        for field in ["uid", "creationTimestamp", "namespace"] {
-            if let Some(value) = old["metadata"].get(field) {
-                object["metadata"][field] = value.clone();
-            }
+        let old = current(&state, resource, namespace, name)?;
+        if let Some(manager) = &options.field_manager {
+            let written = object.clone();
+            patch::record_update(&mut object, &written, manager, &clock::now());
         }
-        object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        state.objects.insert(key, object.clone());
-        self.record(
-            &mut state,
-            "MODIFIED",
-            resource,
-            namespace,
-            rv,
-            object.clone(),
-        );
-        Ok(object)
+        self.replace(&mut state, resource, namespace, &old, object, options)
     }
 
-    /// Deletes an object and returns it.
+    /// Patches an object; an apply patch creates it when it does not exist. Returns the object
+    /// and whether it was created.
+    pub fn patch(
+        &self,
+        resource: Resource,
+        target: (&str, &str),
+        kind: PatchKind,
+        body: &Value,
+        options: &WriteOptions,
+    ) -> Result<(Value, bool), StoreError> {
+        let (namespace, name) = target;
+        let mut state = self.lock();
+        let old = current(&state, resource, namespace, name);
+        let now = clock::now();
+        if kind == PatchKind::Apply {
+            let manager = options.field_manager.as_deref().ok_or_else(|| {
+                StoreError::Invalid(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
+                )
+            })?;
+            if body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+                return Err(StoreError::Invalid(
+                    "the name of the applied object does not match the URL".into(),
+                ));
+            }
+            let live = old.as_ref().ok();
+            let mut object = patch::apply(live, body, manager, &now)?;
+            object["metadata"]["name"] = json!(name);
+            return match old {
+                Ok(old) => self
+                    .replace(&mut state, resource, namespace, &old, object, options)
+                    .map(|o| (o, false)),
+                Err(_) => self
+                    .insert_new(&mut state, resource, namespace, object, options)
+                    .map(|o| (o, true)),
+            };
+        }
+        let old = old?;
+        let mut object = match kind {
+            PatchKind::Json => patch::json_patch(&old, body)?,
+            PatchKind::Merge => patch::merge_patch(&old, body),
+            PatchKind::Strategic | PatchKind::Apply => patch::strategic_merge(&old, body)?,
+        };
+        // A patch that names no resourceVersion applies to whatever is current.
+        if body["metadata"]["resourceVersion"].is_null() || kind == PatchKind::Json {
+            object["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        }
+        if let Some(manager) = &options.field_manager {
+            patch::record_update(&mut object, body, manager, &now);
+        }
+        self.replace(&mut state, resource, namespace, &old, object, options)
+            .map(|o| (o, false))
+    }
+
+    /// Deletes an object and returns it; one with finalizers is only marked for deletion.
     pub fn delete(
         &self,
         resource: Resource,
         namespace: &str,
         name: &str,
     ) -> Result<Value, StoreError> {
+        self.delete_with(resource, namespace, name, &WriteOptions::default())
+    }
+
+    /// Deletes as `options` say.
+    pub fn delete_with(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+        options: &WriteOptions,
+    ) -> Result<Value, StoreError> {
         let mut state = self.lock();
-        let mut object = state
-            .objects
-            .remove(&(resource, namespace.to_owned(), name.to_owned()))
-            .ok_or_else(|| StoreError::NotFound(describe(resource, name)))?;
-        state.resource_version += 1;
-        let rv = state.resource_version;
-        object["metadata"]["resourceVersion"] = json!(rv.to_string());
-        self.record(
-            &mut state,
-            "DELETED",
-            resource,
-            namespace,
-            rv,
-            object.clone(),
-        );
-        Ok(object)
+        let old = current(&state, resource, namespace, name)?;
+        let has_finalizers = old["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if has_finalizers {
+            let mut marked = old.clone();
+            if marked["metadata"]["deletionTimestamp"].is_null() {
+                marked["metadata"]["deletionTimestamp"] = json!(clock::now());
+            }
+            return self.replace(&mut state, resource, namespace, &old, marked, options);
+        }
+        if options.dry_run {
+            return Ok(old);
+        }
+        Ok(self.remove(&mut state, resource, namespace, name))
     }
 
     /// Forgets history up to now: watches from an older version get `410 Gone`.
@@ -295,6 +312,11 @@ impl Store {
     /// Watches open on this store now (each holds a receiver until its stream ends).
     pub fn watchers(&self) -> usize {
         self.events.receiver_count()
+    }
+
+    /// A receiver of every change from now on (the demo's controllers follow it).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
     }
 
     /// Events after `since` for a resource, plus a receiver for later ones; `Err` when `since`
@@ -316,6 +338,198 @@ impl Store {
             .cloned()
             .collect();
         Ok((past, self.events.subscribe()))
+    }
+
+    fn insert_new(
+        &self,
+        state: &mut State,
+        resource: Resource,
+        namespace: &str,
+        mut object: Value,
+        options: &WriteOptions,
+    ) -> Result<Value, StoreError> {
+        if !object.is_object() {
+            return Err(StoreError::Invalid("the body is not an object".into()));
+        }
+        if resource.namespaced() && namespace.is_empty() {
+            return Err(StoreError::Invalid(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+        if let Some(body_ns) = object["metadata"]["namespace"].as_str()
+            && resource.namespaced()
+            && !body_ns.is_empty()
+            && body_ns != namespace
+        {
+            return Err(StoreError::Invalid(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+        if resource.namespaced()
+            && resource != Resource::EVENTS
+            && !state.objects.contains_key(&(
+                Resource::NAMESPACES,
+                String::new(),
+                namespace.to_owned(),
+            ))
+        {
+            return Err(StoreError::NotFound(describe(
+                Resource::NAMESPACES,
+                namespace,
+            )));
+        }
+        if object["metadata"]["name"]
+            .as_str()
+            .is_none_or(str::is_empty)
+            && let Some(prefix) = object["metadata"]["generateName"].as_str()
+        {
+            object["metadata"]["name"] = json!(format!("{prefix}{}", suffix(state.next_uid)));
+        }
+        let name = object_name(&object)?;
+        let key = (resource, namespace.to_owned(), name.clone());
+        if state.objects.contains_key(&key) {
+            return Err(StoreError::AlreadyExists(describe(resource, &name)));
+        }
+        let uid = state.next_uid;
+        if !options.dry_run {
+            state.next_uid += 1;
+        }
+        object["kind"] = json!(resource.kind());
+        object["apiVersion"] = json!(resource.api_version());
+        let now = clock::now();
+        if let Some(manager) = &options.field_manager
+            && object["metadata"]["managedFields"].is_null()
+        {
+            let written = object.clone();
+            patch::record_update(&mut object, &written, manager, &now);
+        }
+        let meta = &mut object["metadata"];
+        if resource.namespaced() {
+            meta["namespace"] = json!(namespace);
+        } else if let Some(m) = meta.as_object_mut() {
+            m.remove("namespace");
+        }
+        meta["uid"] = json!(format!("00000000-0000-4000-8000-{uid:012}"));
+        meta["creationTimestamp"] = json!(now);
+        if let Some(m) = meta.as_object_mut() {
+            m.remove("deletionTimestamp");
+        }
+        if resource.generation {
+            meta["generation"] = json!(1);
+        }
+        if resource == Resource::NAMESPACES {
+            object["status"] = json!({"phase": "Active"});
+            object["spec"] = json!({"finalizers": ["kubernetes"]});
+            object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+        }
+        if resource.review {
+            return Ok(object);
+        }
+        if options.dry_run {
+            return Ok(object);
+        }
+        state.resource_version += 1;
+        let rv = state.resource_version;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        state.objects.insert(key, object.clone());
+        self.record(state, "ADDED", resource, namespace, rv, object.clone());
+        Ok(object)
+    }
+
+    /// Stores `object` in place of `old` (same key), keeping what the server owns.
+    fn replace(
+        &self,
+        state: &mut State,
+        resource: Resource,
+        namespace: &str,
+        old: &Value,
+        mut object: Value,
+        options: &WriteOptions,
+    ) -> Result<Value, StoreError> {
+        let name = object_name(old)?;
+        if object_name(&object)? != name {
+            return Err(StoreError::Invalid(
+                "the name of an object cannot be changed".into(),
+            ));
+        }
+        let sent = object["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
+        if !sent.is_empty() && Some(sent) != old["metadata"]["resourceVersion"].as_str() {
+            return Err(StoreError::Conflict(describe(resource, &name)));
+        }
+        object["kind"] = json!(resource.kind());
+        object["apiVersion"] = json!(resource.api_version());
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "deletionTimestamp",
+            "managedFields",
+        ] {
+            if let Some(value) = old["metadata"].get(field)
+                && (field != "managedFields" || object["metadata"][field].is_null())
+                && (field != "deletionTimestamp" || object["metadata"][field].is_null())
+            {
+                object["metadata"][field] = value.clone();
+            }
+        }
+        if resource.generation {
+            let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+            let changed = old["spec"] != object["spec"];
+            object["metadata"]["generation"] = json!(generation + i64::from(changed));
+        }
+        if resource == Resource::NAMESPACES && object["status"].is_null() {
+            object["status"] = old["status"].clone();
+        }
+        let finalized = object["metadata"]["deletionTimestamp"].is_string()
+            && object["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
+        if options.dry_run {
+            return Ok(object);
+        }
+        if finalized {
+            // The last finalizer is gone from an object being deleted: it goes now.
+            return Ok(self.remove(state, resource, namespace, &name));
+        }
+        state.resource_version += 1;
+        let rv = state.resource_version;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        state
+            .objects
+            .insert((resource, namespace.to_owned(), name), object.clone());
+        self.record(state, "MODIFIED", resource, namespace, rv, object.clone());
+        Ok(object)
+    }
+
+    /// Removes an object, and what it owns (by owner reference) or contains (a namespace's).
+    fn remove(&self, state: &mut State, resource: Resource, namespace: &str, name: &str) -> Value {
+        let key = (resource, namespace.to_owned(), name.to_owned());
+        let Some(mut object) = state.objects.remove(&key) else {
+            return Value::Null;
+        };
+        state.resource_version += 1;
+        let rv = state.resource_version;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        self.record(state, "DELETED", resource, namespace, rv, object.clone());
+        let uid = object["metadata"]["uid"].clone();
+        let dependents: Vec<Key> = state
+            .objects
+            .iter()
+            .filter(|((r, ns, _), o)| {
+                let owned = o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid));
+                let contained = resource == Resource::NAMESPACES && r.namespaced() && ns == name;
+                owned || contained
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (r, ns, n) in dependents {
+            self.remove(state, r, &ns, &n);
+        }
+        object
     }
 
     fn record(
@@ -348,6 +562,51 @@ impl Store {
     }
 }
 
+fn current(
+    state: &State,
+    resource: Resource,
+    namespace: &str,
+    name: &str,
+) -> Result<Value, StoreError> {
+    state
+        .objects
+        .get(&(resource, namespace.to_owned(), name.to_owned()))
+        .cloned()
+        .ok_or_else(|| StoreError::NotFound(describe(resource, name)))
+}
+
+/// A running pod as a kubelet reports it.
+pub fn running_pod(name: &str, labels: Value, ip: &str) -> Value {
+    let started = clock::now();
+    json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10",
+                                 "ports": [{"containerPort": 8080, "protocol": "TCP"}]}],
+                 "nodeName": "fake-node", "restartPolicy": "Always", "serviceAccountName": "default"},
+        "status": {"phase": "Running", "podIP": ip, "hostIP": "10.0.0.1", "startTime": started,
+                   "qosClass": "BestEffort",
+                   "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": started},
+                                  {"type": "ContainersReady", "status": "True", "lastTransitionTime": started},
+                                  {"type": "PodScheduled", "status": "True", "lastTransitionTime": started}],
+                   "containerStatuses": [{"name": "main", "ready": true, "restartCount": 0,
+                     "image": "registry.k8s.io/pause:3.10", "imageID": "", "started": true,
+                     "containerID": "containerd://0000", "state": {"running": {"startedAt": started}}}]}
+    })
+}
+
+/// Five characters for a generated name, from a number (`generateName` and pod suffixes).
+pub fn suffix(n: u64) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11;
+    (0..5)
+        .map(|_| {
+            let c = ALPHABET[usize::try_from(x % 27).unwrap_or(0)];
+            x /= 27;
+            char::from(c)
+        })
+        .collect()
+}
+
 /// Whether an event belongs to a watch on `resource` in `namespace` (empty: all namespaces).
 pub fn matches(event: &Event, resource: Resource, namespace: &str) -> bool {
     event.resource == resource && (namespace.is_empty() || event.namespace == namespace)
@@ -364,12 +623,200 @@ fn object_name(object: &Value) -> Result<String, StoreError> {
     }
 }
 
-fn describe(resource: Resource, name: &str) -> String {
-    let plural = match resource {
-        Resource::Pods => "pods",
-        Resource::ConfigMaps => "configmaps",
-        Resource::Namespaces => "namespaces",
-        Resource::EndpointSlices => "endpointslices",
-    };
-    format!("{plural} \"{name}\"")
+/// `pods "web-0"` or `deployments.apps "web"`, as the apiserver names an object in errors.
+pub fn describe(resource: Resource, name: &str) -> String {
+    if resource.group.is_empty() {
+        format!("{} \"{name}\"", resource.plural)
+    } else {
+        format!("{}.{} \"{name}\"", resource.plural, resource.group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cm(name: &str) -> Value {
+        json!({"metadata": {"name": name}, "data": {"k": "v"}})
+    }
+
+    #[test]
+    fn writes_fill_metadata_and_dry_runs_store_nothing() {
+        let store = Store::new();
+        let dry = WriteOptions {
+            dry_run: true,
+            field_manager: None,
+        };
+        let before = store.resource_version();
+        let answer = store
+            .create_with(Resource::CONFIG_MAPS, "default", cm("a"), &dry)
+            .expect("dry create");
+        assert_eq!(answer["metadata"]["namespace"], "default");
+        assert_eq!(store.resource_version(), before);
+        assert!(store.get(Resource::CONFIG_MAPS, "default", "a").is_err());
+
+        let created = store
+            .create(Resource::CONFIG_MAPS, "default", cm("a"))
+            .expect("create");
+        assert!(created["metadata"]["uid"].is_string());
+        assert!(created["metadata"]["creationTimestamp"].is_string());
+        let rv = created["metadata"]["resourceVersion"].clone();
+        let (patched, created_now) = store
+            .patch(
+                Resource::CONFIG_MAPS,
+                ("default", "a"),
+                PatchKind::Merge,
+                &json!({"data": {"k": "w"}}),
+                &dry,
+            )
+            .expect("dry patch");
+        assert!(!created_now);
+        assert_eq!(patched["data"]["k"], "w");
+        let stored = store
+            .get(Resource::CONFIG_MAPS, "default", "a")
+            .expect("get");
+        assert_eq!(stored["data"]["k"], "v");
+        assert_eq!(stored["metadata"]["resourceVersion"], rv);
+        store
+            .delete_with(Resource::CONFIG_MAPS, "default", "a", &dry)
+            .expect("dry delete");
+        assert!(store.get(Resource::CONFIG_MAPS, "default", "a").is_ok());
+    }
+
+    #[test]
+    fn a_stale_resource_version_conflicts() {
+        let store = Store::new();
+        let created = store
+            .create(Resource::CONFIG_MAPS, "default", cm("a"))
+            .expect("create");
+        let mut first = created.clone();
+        first["data"]["k"] = json!("1");
+        store
+            .update(Resource::CONFIG_MAPS, "default", "a", first)
+            .expect("fresh update");
+        let mut stale = created;
+        stale["data"]["k"] = json!("2");
+        assert!(matches!(
+            store.update(Resource::CONFIG_MAPS, "default", "a", stale),
+            Err(StoreError::Conflict(_))
+        ));
+    }
+
+    #[test]
+    fn finalizers_hold_a_deletion_until_they_are_removed() {
+        let store = Store::new();
+        let mut object = cm("held");
+        object["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        store
+            .create(Resource::CONFIG_MAPS, "default", object)
+            .expect("create");
+        let marked = store
+            .delete(Resource::CONFIG_MAPS, "default", "held")
+            .expect("delete");
+        assert!(marked["metadata"]["deletionTimestamp"].is_string());
+        assert!(store.get(Resource::CONFIG_MAPS, "default", "held").is_ok());
+        store
+            .patch(
+                Resource::CONFIG_MAPS,
+                ("default", "held"),
+                PatchKind::Merge,
+                &json!({"metadata": {"finalizers": null}}),
+                &WriteOptions::default(),
+            )
+            .expect("patch");
+        assert!(store.get(Resource::CONFIG_MAPS, "default", "held").is_err());
+    }
+
+    #[test]
+    fn generation_counts_spec_changes_and_owners_cascade() {
+        let store = Store::new();
+        let deployment = store
+            .create(
+                Resource::DEPLOYMENTS,
+                "default",
+                json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}}),
+            )
+            .expect("create");
+        assert_eq!(deployment["metadata"]["generation"], 1);
+        let options = WriteOptions::default();
+        let (scaled, _) = store
+            .patch(
+                Resource::DEPLOYMENTS,
+                ("default", "web"),
+                PatchKind::Strategic,
+                &json!({"spec": {"replicas": 3}}),
+                &options,
+            )
+            .expect("patch");
+        assert_eq!(scaled["metadata"]["generation"], 2);
+        let (labelled, _) = store
+            .patch(
+                Resource::DEPLOYMENTS,
+                ("default", "web"),
+                PatchKind::Strategic,
+                &json!({"metadata": {"labels": {"a": "b"}}}),
+                &options,
+            )
+            .expect("patch");
+        assert_eq!(labelled["metadata"]["generation"], 2);
+        let owner = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web",
+                            "uid": deployment["metadata"]["uid"].clone(), "controller": true}]);
+        store
+            .create(
+                Resource::PODS,
+                "default",
+                json!({"metadata": {"name": "web-x", "ownerReferences": owner}}),
+            )
+            .expect("create pod");
+        store
+            .delete(Resource::DEPLOYMENTS, "default", "web")
+            .expect("delete");
+        assert!(store.get(Resource::PODS, "default", "web-x").is_err());
+    }
+
+    #[test]
+    fn apply_creates_then_updates_and_needs_a_manager() {
+        let store = Store::new();
+        let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
+        let manager = WriteOptions {
+            dry_run: false,
+            field_manager: Some("kubectl".into()),
+        };
+        let (_, created) = store
+            .patch(
+                Resource::CONFIG_MAPS,
+                ("default", "a"),
+                PatchKind::Apply,
+                &applied,
+                &manager,
+            )
+            .expect("apply creates");
+        assert!(created);
+        let (_, created) = store
+            .patch(
+                Resource::CONFIG_MAPS,
+                ("default", "a"),
+                PatchKind::Apply,
+                &applied,
+                &manager,
+            )
+            .expect("apply updates");
+        assert!(!created);
+        assert!(matches!(
+            store.patch(
+                Resource::CONFIG_MAPS,
+                ("default", "a"),
+                PatchKind::Apply,
+                &applied,
+                &WriteOptions::default()
+            ),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(
+            store
+                .create(Resource::CONFIG_MAPS, "nowhere", cm("b"))
+                .is_err(),
+            "a namespace that does not exist refuses objects"
+        );
+    }
 }

@@ -62,50 +62,12 @@ enum Program {
 }
 
 fn program(kind: Kind, query: &str) -> Program {
-    let command: Vec<String> = query
-        .split('&')
-        .filter_map(|pair| pair.strip_prefix("command="))
-        .map(percent_decode)
-        .collect();
+    let command: Vec<String> = crate::query::values(query, "command");
     match (kind, command.first().map(String::as_str)) {
         (Kind::Attach, _) | (_, Some("cat")) => Program::Cat,
         (_, Some("echo")) => Program::Print(format!("{}\n", command[1..].join(" "))),
         _ => Program::Print(format!("fake container ran: {}\n", command.join(" "))),
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn flag(query: &str, name: &str) -> bool {
@@ -124,7 +86,7 @@ pub fn handle(
     pod: &str,
     kind: Kind,
 ) -> Response<Body> {
-    if store.get(Resource::Pods, namespace, pod).is_err() {
+    if store.get(Resource::PODS, namespace, pod).is_err() {
         return status_response(
             StatusCode::NOT_FOUND,
             "NotFound",

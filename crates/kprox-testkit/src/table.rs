@@ -1,4 +1,5 @@
-//! Server-side printing: kubectl asks for `meta.k8s.io/v1` `Table`s and prints their rows.
+//! Server-side printing: kubectl asks for `meta.k8s.io/v1` `Table`s and prints their rows. The
+//! columns of each type are in [`crate::resource_types`]; ages are computed when asked.
 
 use serde_json::{Value, json};
 
@@ -9,16 +10,41 @@ pub fn wants_table(accept: &str) -> bool {
     accept.contains("as=Table")
 }
 
-/// A Table of `objects`.
+/// A Table of `objects`, each row carrying the object's metadata.
 pub fn table(resource: Resource, objects: &[Value], resource_version: u64) -> Value {
-    let columns: Vec<Value> = columns(resource)
+    table_with(resource, objects, resource_version, "Metadata")
+}
+
+/// A Table with `includeObject` as asked: `Object` (kubectl `--sort-by` and custom columns
+/// read fields from it), `Metadata` (the default) or `None`.
+pub fn table_with(
+    resource: Resource,
+    objects: &[Value],
+    resource_version: u64,
+    include: &str,
+) -> Value {
+    let columns: Vec<Value> = resource
+        .columns
         .iter()
-        .map(|(name, kind)| {
-            json!({"name": name, "type": kind, "format": if *name == "Name" { "name" } else { "" },
-                   "description": name, "priority": 0})
+        .map(|c| {
+            json!({"name": c.name, "type": if c.format == "date" { "string" } else { c.format },
+                   "format": if c.name == "Name" { "name" } else { "" },
+                   "description": c.name, "priority": c.priority})
         })
         .collect();
-    let rows: Vec<Value> = objects.iter().map(|o| row(resource, o)).collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let cells: Vec<Value> = resource.columns.iter().map(|c| (c.cell)(o)).collect();
+            let object = match include {
+                "Object" => o.clone(),
+                "None" => Value::Null,
+                _ => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                            "metadata": o["metadata"].clone()}),
+            };
+            json!({"cells": cells, "object": object})
+        })
+        .collect();
     json!({
         "kind": "Table", "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version.to_string()},
@@ -26,44 +52,30 @@ pub fn table(resource: Resource, objects: &[Value], resource_version: u64) -> Va
     })
 }
 
-fn columns(resource: Resource) -> &'static [(&'static str, &'static str)] {
-    match resource {
-        Resource::Pods => &[
-            ("Name", "string"),
-            ("Ready", "string"),
-            ("Status", "string"),
-            ("Restarts", "string"),
-            ("Age", "string"),
-        ],
-        Resource::ConfigMaps => &[("Name", "string"), ("Data", "integer"), ("Age", "string")],
-        Resource::Namespaces => &[("Name", "string"), ("Status", "string"), ("Age", "string")],
-        Resource::EndpointSlices => &[
-            ("Name", "string"),
-            ("AddressType", "string"),
-            ("Age", "string"),
-        ],
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn row(resource: Resource, object: &Value) -> Value {
-    let meta = &object["metadata"];
-    let name = meta["name"].clone();
-    let age = "<unknown>";
-    let cells = match resource {
-        Resource::Pods => {
-            let phase = object["status"]["phase"].as_str().unwrap_or("Pending");
-            let ready = if phase == "Running" { "1/1" } else { "0/1" };
-            json!([name, ready, phase, "0", age])
-        }
-        Resource::ConfigMaps => {
-            let data = object["data"].as_object().map_or(0, |d| d.len());
-            json!([name, data, age])
-        }
-        Resource::Namespaces => json!([name, object["status"]["phase"].clone(), age]),
-        Resource::EndpointSlices => json!([name, object["addressType"].clone(), age]),
-    };
-    json!({
-        "cells": cells,
-        "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta.clone()}
-    })
+    #[test]
+    fn a_fresh_pod_has_an_age_in_seconds() {
+        let pod = crate::store::running_pod("web-0", json!({}), "10.0.0.9");
+        let mut pod = pod;
+        pod["metadata"]["creationTimestamp"] = json!(crate::clock::now());
+        let t = table(Resource::PODS, &[pod], 7);
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names[..5], ["Name", "Ready", "Status", "Restarts", "Age"]);
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(cells[1], "1/1");
+        assert_eq!(cells[2], "Running");
+        assert!(
+            cells[4].as_str().is_some_and(|age| age.ends_with('s')),
+            "{cells}"
+        );
+        assert_eq!(cells[5], "10.0.0.9");
+    }
 }

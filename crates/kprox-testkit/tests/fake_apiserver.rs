@@ -21,6 +21,15 @@ impl Curl {
 
     /// Returns (status code, body).
     fn get(&self, url: &str, headers: &[&str]) -> (u16, String) {
+        let extra: Vec<String> = headers
+            .iter()
+            .flat_map(|h| ["-H".to_owned(), (*h).to_owned()])
+            .collect();
+        self.run(url, &extra)
+    }
+
+    /// curl with `extra` arguments; returns (status code, body).
+    fn run(&self, url: &str, extra: &[String]) -> (u16, String) {
         let mut args = vec![
             "-sS".to_owned(),
             "--max-time".into(),
@@ -30,10 +39,7 @@ impl Curl {
             "-w".into(),
             "\n%{http_code}".into(),
         ];
-        for h in headers {
-            args.push("-H".into());
-            args.push((*h).to_owned());
-        }
+        args.extend(extra.iter().cloned());
         args.push(url.to_owned());
         let output = Command::new("curl")
             .args(&args)
@@ -293,7 +299,7 @@ async fn configmaps_and_pods_come_in_protobuf_when_asked_for_first() {
     server
         .store()
         .create(
-            kprox_testkit::Resource::ConfigMaps,
+            kprox_testkit::Resource::CONFIG_MAPS,
             "default",
             serde_json::json!({"metadata": {"name": "settings", "labels": {"a": "b"}}, "data": {"k": "v"}}),
         )
@@ -367,4 +373,197 @@ async fn configmaps_and_pods_come_in_protobuf_when_asked_for_first() {
     );
     let list = kprox_testkit::protobuf_watch::decode_list_body(&body).expect("a protobuf list");
     assert_eq!(list.kind, "EndpointSliceList");
+}
+
+/// curl with a method, headers and a body; returns (status code, body).
+async fn curl_send(
+    server: &FakeApiServer,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String) {
+    let curl = Curl::for_server(server);
+    let url = format!("{}{path}", server.url());
+    let mut args: Vec<String> = vec!["-X".into(), method.into()];
+    for h in headers {
+        args.push("-H".into());
+        args.push((*h).to_owned());
+    }
+    if !body.is_empty() {
+        args.push("--data-binary".into());
+        args.push(body.to_owned());
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut all: Vec<String> = vec!["-H".into(), format!("Authorization: Bearer {TOKEN}")];
+        all.extend(args);
+        curl.run(&url, &all)
+    })
+    .await
+    .expect("curl")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_patch_in_four_ways_honour_dry_run_and_refuse_stale_versions() {
+    let server = server().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let json = "Content-Type: application/json";
+    let (code, created) = curl_send(
+        &server,
+        "POST",
+        cms,
+        &[json],
+        r#"{"metadata":{"name":"a"},"data":{"k":"v"}}"#,
+    )
+    .await;
+    assert_eq!(code, 201, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).expect("json");
+    let item = format!("{cms}/a");
+    for (kind, body) in [
+        ("strategic-merge-patch+json", r#"{"data":{"s":"1"}}"#),
+        ("merge-patch+json", r#"{"data":{"m":"2"}}"#),
+        (
+            "json-patch+json",
+            r#"[{"op":"add","path":"/data/j","value":"3"}]"#,
+        ),
+    ] {
+        let (code, text) = curl_send(
+            &server,
+            "PATCH",
+            &item,
+            &[&format!("Content-Type: application/{kind}")],
+            body,
+        )
+        .await;
+        assert_eq!(code, 200, "{kind}: {text}");
+    }
+    let (code, text) = curl_send(
+        &server,
+        "PATCH",
+        &format!("{item}?fieldManager=me"),
+        &["Content-Type: application/apply-patch+yaml"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  y: '4'\n",
+    )
+    .await;
+    assert_eq!(code, 200, "a YAML apply patch: {text}");
+    let (_, text) = curl_get(&server, &item).await;
+    let object: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        object["data"],
+        serde_json::json!({"k": "v", "s": "1", "m": "2", "j": "3", "y": "4"})
+    );
+    assert!(
+        object["metadata"]["managedFields"]
+            .as_array()
+            .is_some_and(|m| m
+                .iter()
+                .any(|e| e["manager"] == "me" && e["operation"] == "Apply"))
+    );
+
+    let (code, text) = curl_send(&server, "PATCH", &item, &["Content-Type: text/plain"], "x").await;
+    assert_eq!(code, 415, "{text}");
+    let (code, _) = curl_send(
+        &server,
+        "PATCH",
+        &format!("{item}?dryRun=All"),
+        &["Content-Type: application/merge-patch+json"],
+        r#"{"data":{"k":"dry"}}"#,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _) = curl_send(&server, "DELETE", &format!("{item}?dryRun=All"), &[], "").await;
+    assert_eq!(code, 200);
+    let (_, text) = curl_get(&server, &item).await;
+    assert!(
+        text.contains(r#""k":"v""#),
+        "dry runs changed nothing: {text}"
+    );
+    let (code, text) = curl_send(
+        &server,
+        "PATCH",
+        &format!("{item}?dryRun=Some"),
+        &["Content-Type: application/merge-patch+json"],
+        "{}",
+    )
+    .await;
+    assert_eq!(code, 400, "{text}");
+
+    // An update from the version created, long since changed: 409 Conflict.
+    let (code, text) = curl_send(&server, "PUT", &item, &[json], &created.to_string()).await;
+    assert_eq!(code, 409, "{text}");
+    assert!(text.contains("\"reason\":\"Conflict\""), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_reviews_logs_and_trailing_slashes_answer_as_an_apiserver_does() {
+    let server = server().await;
+    server.store().add_pod("default", "web-0").expect("pod");
+    for path in [
+        "/version/",
+        "/api/",
+        "/apis/",
+        "/api/v1/namespaces/default/pods/",
+    ] {
+        let (code, text) = curl_get(&server, path).await;
+        assert_eq!(code, 200, "{path}: {text}");
+    }
+    let (code, index) = curl_get(&server, "/openapi/v3").await;
+    assert_eq!(code, 200);
+    let index: serde_json::Value = serde_json::from_str(&index).expect("json");
+    let apps = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
+        .as_str()
+        .expect("apps/v1 listed");
+    let (code, document) = curl_get(&server, apps).await;
+    assert_eq!(code, 200);
+    assert!(
+        document.contains("\"openapi\":\"3.0.0\"")
+            && document.contains("io.k8s.api.apps.v1.Deployment")
+    );
+    let (code, _) = curl_send(
+        &server,
+        "GET",
+        "/openapi/v2",
+        &["Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 406, "v2 is served in JSON only");
+
+    let (code, review) = curl_send(&server, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", &["Content-Type: application/json"],
+        r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SelfSubjectAccessReview","spec":{"resourceAttributes":{"verb":"create","resource":"pods"}}}"#).await;
+    assert_eq!(code, 201, "{review}");
+    assert!(review.contains("\"allowed\":true"), "{review}");
+
+    let (code, log) = curl_get(
+        &server,
+        "/api/v1/namespaces/default/pods/web-0/log?tailLines=1&timestamps=true",
+    )
+    .await;
+    assert_eq!(code, 200, "{log}");
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains("web-0/main"), "{log}");
+    let (code, text) = curl_get(
+        &server,
+        "/api/v1/namespaces/default/pods/web-0/log?container=nope",
+    )
+    .await;
+    assert_eq!(code, 400, "{text}");
+
+    let (code, table) = curl_send(
+        &server,
+        "GET",
+        "/api/v1/namespaces/default/pods",
+        &["Accept: application/json;as=Table;v=v1;g=meta.k8s.io"],
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(!table.contains("<unknown>"), "ages are computed: {table}");
+    let (code, selected) = curl_get(
+        &server,
+        "/api/v1/namespaces/default/pods?fieldSelector=metadata.name%3Dnope",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(selected.contains("\"items\":[]"), "{selected}");
 }

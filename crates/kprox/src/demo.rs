@@ -21,9 +21,10 @@ pub async fn run(config: anyhow::Result<Config>) -> anyhow::Result<()> {
     })
     .await
     .context("starting the simulated apiservers")?;
-    for pod in ["web-0", "web-1", "db-0"] {
-        cluster.store.add_pod("default", pod)?;
-    }
+    // A node, a deployment with its pods, a service, events — and the controllers that keep
+    // them alive while the demo runs.
+    kprox_testkit::workloads::seed(&cluster.store)?;
+    let controllers = tokio::spawn(kprox_testkit::workloads::run(cluster.store.clone()));
     let dir = tempfile::Builder::new().prefix("kprox-demo-").tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
     cluster.write_kubeconfig("demo", &kubeconfig)?;
@@ -38,7 +39,7 @@ pub async fn run(config: anyhow::Result<Config>) -> anyhow::Result<()> {
     }
     let access = kprox_auth::load(&config.kubeconfig)?;
     let upstreams = config.upstream.servers.join(", ");
-    serve_then(&config, &access, None, |address| {
+    let served = serve_then(&config, &access, None, |address| {
         let base = if address.starts_with('/') {
             format!("--unix-socket {address} http://localhost")
         } else {
@@ -54,8 +55,14 @@ pub async fn run(config: anyhow::Result<Config>) -> anyhow::Result<()> {
             eprintln!(
                 "  kubectl --server {base} create configmap hello --from-literal=greeting=hi"
             );
+            eprintln!("  kubectl --server {base} logs -f deployment/web");
+            eprintln!(
+                "  kubectl --server {base} exec db-0 -- echo hi   (refused unless kprox runs with --reject-paths '^$', as with kubectl proxy)"
+            );
         }
         eprintln!("stop with Ctrl-C");
     })
-    .await
+    .await;
+    controllers.abort();
+    served
 }
