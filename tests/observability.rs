@@ -270,6 +270,8 @@ async fn the_status_page_in_chromium_shows_an_apiserver_going_down() {
         &list,
     ]);
     let page = format!("{}/", kprox.admin_url());
+    // Load through kprox, so that the charts have something to draw.
+    traffic(&kprox, 30);
     let profile = dir.path().join("chromium-profile");
     let chromium = |extra: &[&str]| {
         let mut args: Vec<String> = [
@@ -326,6 +328,21 @@ async fn the_status_page_in_chromium_shows_an_apiserver_going_down() {
         dom.contains("taken out of rotation"),
         "no failover listed: {dom}"
     );
+    // The charts: drawn, one latency series pair per apiserver, the failover marked on each.
+    for id in ["chart-rate", "chart-latency", "chart-watches"] {
+        assert!(dom.contains(&format!("<svg id=\"{id}\"")), "no {id}: {dom}");
+    }
+    assert!(
+        dom.matches("class=\"failover\"").count() >= 3,
+        "the failover is not marked on the charts: {dom}"
+    );
+    for server in servers {
+        assert!(
+            dom.contains(&format!("data-series=\"{} p50\"", server.url())),
+            "no latency line for {}: {dom}",
+            server.url()
+        );
+    }
 
     let artefacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artefacts");
     std::fs::create_dir_all(&artefacts).expect("mkdir");
@@ -334,7 +351,7 @@ async fn the_status_page_in_chromium_shows_an_apiserver_going_down() {
     ok_stdout(
         &chromium(&[
             &format!("--screenshot={}", shot.display()),
-            "--window-size=1280,720",
+            "--window-size=1280,1200",
         ]),
         "chromium --screenshot",
     );
@@ -345,6 +362,104 @@ async fn the_status_page_in_chromium_shows_an_apiserver_going_down() {
         png.len()
     );
     println!("status page screenshot: {}", shot.display());
+}
+
+/// `name{labels} value` lines of a metric family, as (labels, value).
+fn series(metrics: &str, name: &str) -> Vec<(String, f64)> {
+    metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, value) = rest.rsplit_once(' ')?;
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_data_agrees_with_metrics_from_the_first_seconds() {
+    let cluster = Cluster::start().await;
+    let kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg()]);
+    let mut watch = Command::new(require_tool("curl"))
+        .args([
+            "-sSN",
+            &kprox.url("/api/v1/namespaces/default/pods?watch=1"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("curl watch");
+    traffic(&kprox, 30);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while kprox.metric("kprox_watches_open") != Some(1.0) {
+        assert!(Instant::now() < deadline, "the watch never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Right after the traffic, well inside the first sampling interval of a chart.
+    let (_, status) = get(&format!("{}/status", kprox.admin_url()));
+    let (_, metrics) = get(&format!("{}/metrics", kprox.admin_url()));
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    let total: f64 = series(&metrics, "kprox_requests_total")
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(status["requests_total"].as_f64(), Some(total), "{status}");
+    assert!(
+        status["requests_per_second"].as_f64().unwrap_or(0.0) > 1.0,
+        "30 requests just now, but the rate says {}",
+        status["requests_per_second"]
+    );
+    assert_eq!(status["watches_open"], 1);
+    // The charts' apiservers are the metric's, and its answered count shows in them.
+    let answered = series(&metrics, "kprox_upstream_response_seconds_count");
+    let labelled: Vec<String> = answered
+        .iter()
+        .map(|(labels, _)| {
+            labels
+                .trim_start_matches("{endpoint=\"")
+                .trim_end_matches("\"}")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(labelled, [cluster.server.url()], "{metrics}");
+    assert!(answered[0].1 >= 30.0, "{metrics}");
+    let charted: Vec<&str> = status["charts"]["latency"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["endpoint"].as_str())
+        .collect();
+    assert_eq!(charted, [cluster.server.url()], "{status}");
+    // After a sample or two, the last points are the gauges' values and a latency.
+    std::thread::sleep(Duration::from_millis(4500));
+    let (_, status) = get(&format!("{}/status", kprox.admin_url()));
+    let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+    let charts = &status["charts"];
+    let points = charts["seconds_ago"].as_array().map_or(0, Vec::len);
+    assert!(points >= 3, "{charts}");
+    assert_eq!(charts["watches_open"][points - 1], 1, "{charts}");
+    let rates: Vec<f64> = charts["requests_per_second"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_f64)
+        .collect();
+    assert!(
+        rates.iter().any(|r| *r > 1.0),
+        "the burst shows in the rate chart: {charts}"
+    );
+    let p50s: Vec<f64> = charts["latency"][0]["p50_ms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_f64)
+        .collect();
+    assert!(
+        !p50s.is_empty() && p50s.iter().all(|p| *p > 0.0 && *p < 1000.0),
+        "{charts}"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -324,6 +324,11 @@ impl Handler for Pipeline {
             served.as_ref().map(|s| &*s.requests),
         );
         let to_headers = started.elapsed();
+        if kind == PLAIN
+            && let Some(served) = &served
+        {
+            served.requests.observe_response(to_headers.as_secs_f64());
+        }
         if self.access_log {
             let endpoint = served
                 .as_ref()

@@ -2,7 +2,6 @@
 //! its data as JSON at `/status`. Separate from the proxy port, where those paths belong to the
 //! apiserver. Answers only GET and HEAD.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -17,6 +16,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+pub use crate::history::HealthEvent;
+use crate::history::{ChartData, History};
+use crate::html::escape;
 use crate::{EndpointSnapshot, Metrics, Snapshot};
 
 /// What the admin listener reports, provided by the binary from the live components.
@@ -45,6 +47,8 @@ pub struct AdminStatus {
     pub recent_events: Vec<HealthEvent>,
     /// The kubeconfig's contexts, with `--all-contexts`; empty without.
     pub contexts: Vec<ContextStatus>,
+    /// The last minutes, as the page's charts draw them.
+    pub charts: ChartData,
 }
 
 /// One kubeconfig context served under `/clusters/<context>/`.
@@ -67,36 +71,22 @@ pub struct CredentialStatus {
     pub expiry: String,
 }
 
-/// An apiserver taken out of or brought back into rotation.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct HealthEvent {
-    pub seconds_ago: u64,
-    pub endpoint: String,
-    pub change: String,
-}
-
 struct Admin {
     metrics: Arc<Metrics>,
     source: Arc<dyn AdminSource>,
-    /// (when, requests so far), sampled every 2 s, for the request rate.
-    samples: Mutex<VecDeque<(Instant, u64)>>,
+    /// Sampled every [`crate::history::EVERY`] from start, for the rate and the charts.
+    history: Mutex<History>,
 }
 
 impl Admin {
-    fn rate(&self) -> f64 {
-        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        match (samples.front(), samples.back()) {
-            (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => {
-                (n1 - n0) as f64 / t1.duration_since(*t0).as_secs_f64()
-            }
-            _ => 0.0,
-        }
-    }
-
     fn admin_status(&self) -> AdminStatus {
         let mut status = self.source.admin_status();
+        let now = Instant::now();
         status.requests_total = self.metrics.requests_total();
-        status.requests_per_second = (self.rate() * 10.0).round() / 10.0;
+        let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        let rate = history.rate_now(status.requests_total, now);
+        status.requests_per_second = (rate * 10.0).round() / 10.0;
+        status.charts = history.chart_data(now);
         status.watches_open = self.metrics.watches_open().get();
         status
     }
@@ -159,13 +149,6 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The status page: server-rendered, a little CSS, no external assets; refreshes itself.
@@ -237,6 +220,13 @@ tr.up .state {{ color: #117a3d; font-weight: 600; }} tr.down .state {{ color: #b
 tr.down {{ background: #fdf1f0; }} .error {{ color: #7a4b00; font-size: .9em; }}
 .cards {{ display: flex; gap: 1em; margin: 1em 0 2em; }} .card {{ background: #f3f6f9; padding: .8em 1.2em; border-radius: 6px; }}
 .card b {{ display: block; font-size: 1.3em; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 1em 2em; }} figure.chart {{ margin: 0; }}
+figcaption {{ font-weight: 600; margin-bottom: .2em; }}
+svg .grid {{ stroke: #dde3ea; }} svg .axis {{ font-size: 10px; fill: #5b6b7c; }}
+svg .failover {{ stroke: #b3261e; stroke-width: 1.5; }} svg .recovered {{ stroke: #117a3d; stroke-width: 1; stroke-dasharray: 2 2; }}
+.legend {{ font-size: .8em; color: #5b6b7c; }} .legend span {{ margin-right: 1em; }}
+.legend i {{ display: inline-block; width: 1.6em; margin-right: .3em; vertical-align: middle; border-top: 2px solid; }}
+.legend i.dashed {{ border-top-style: dashed; }}
 </style></head>
 <body>
 <h1>kprox</h1>
@@ -251,7 +241,8 @@ tr.down {{ background: #fdf1f0; }} .error {{ color: #7a4b00; font-size: .9em; }}
 <table id="endpoints"><thead><tr><th>endpoint</th><th>health</th><th>latency</th><th>in flight</th><th>requests</th><th>connections</th><th>ejections</th><th>pass-through</th><th>last error</th></tr></thead>
 <tbody>
 {rows}</tbody></table>
-{contexts}<h2>Recent failovers</h2>
+{contexts}<h2>The last minutes</h2>
+{charts}<h2>Recent failovers</h2>
 <ul id="events">{events}</ul>
 </body></html>
 "#,
@@ -264,6 +255,7 @@ tr.down {{ background: #fdf1f0; }} .error {{ color: #7a4b00; font-size: .9em; }}
         total = status.requests_total,
         watches = status.watches_open,
         tunnels = status.tunnels_open,
+        charts = crate::charts::render(&status.charts, &status.recent_events),
     )
 }
 
@@ -277,22 +269,20 @@ pub async fn serve(
     let admin = Arc::new(Admin {
         metrics,
         source,
-        samples: Mutex::new(VecDeque::new()),
+        history: Mutex::new(History::default()),
     });
     let sampler = {
         let admin = Arc::downgrade(&admin);
         tokio::spawn(async move {
             loop {
                 let Some(admin) = admin.upgrade() else { return };
-                {
-                    let mut samples = admin.samples.lock().unwrap_or_else(|p| p.into_inner());
-                    samples.push_back((Instant::now(), admin.metrics.requests_total()));
-                    while samples.len() > 6 {
-                        samples.pop_front();
-                    }
-                }
+                admin
+                    .history
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .sample(&admin.metrics);
                 drop(admin);
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::time::sleep(crate::history::EVERY).await;
             }
         })
     };

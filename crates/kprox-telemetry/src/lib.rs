@@ -6,12 +6,15 @@
 //! listener, since the apiserver owns those paths on the proxied port.
 
 pub mod admin;
+mod charts;
+pub mod history;
+mod html;
 mod logging;
 mod metrics;
 
 pub use logging::{init_logging, set_log_level};
 pub use metrics::{
-    CODE_CLASSES, CredentialSnapshot, EndpointRequests, EndpointSnapshot, KINDS, METHODS, Metrics,
-    NO_ENDPOINT, RULES, Snapshot,
+    BUCKETS, CODE_CLASSES, CredentialSnapshot, EndpointRequests, EndpointSnapshot, KINDS, METHODS,
+    Metrics, NO_ENDPOINT, RULES, Snapshot,
 };
 pub use prometheus::IntCounter;

@@ -57,9 +57,36 @@ fn class_index(status: u16) -> usize {
 #[derive(Debug)]
 pub struct EndpointRequests {
     by_method_class: Vec<IntCounter>,
+    /// Time to the response head of plain requests it answered; `None` for kprox itself.
+    response_time: Option<Histogram>,
 }
 
 impl EndpointRequests {
+    /// Records how long a plain request this apiserver answered took to its response head.
+    pub fn observe_response(&self, seconds: f64) {
+        if let Some(h) = &self.response_time {
+            h.observe(seconds);
+        }
+    }
+
+    /// The response-time histogram: cumulative count per bucket of [`BUCKETS`], and the total.
+    pub fn response_buckets(&self) -> (Vec<u64>, u64) {
+        use prometheus::core::Metric as _;
+        let Some(h) = &self.response_time else {
+            return (Vec::new(), 0);
+        };
+        let metric = h.metric();
+        let histogram = metric.get_histogram();
+        (
+            histogram
+                .get_bucket()
+                .iter()
+                .map(|b| b.cumulative_count())
+                .collect(),
+            histogram.get_sample_count(),
+        )
+    }
+
     fn count(&self, method: &http::Method, status: u16) {
         let index = method_index(method) * CODE_CLASSES.len() + class_index(status);
         if let Some(counter) = self.by_method_class.get(index) {
@@ -68,13 +95,23 @@ impl EndpointRequests {
     }
 }
 
-fn counters_for(vec: &IntCounterVec, endpoint: &str) -> EndpointRequests {
+/// Bucket bounds (seconds) of the duration histograms.
+pub const BUCKETS: [f64; 15] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+fn counters_for(
+    vec: &IntCounterVec,
+    response_times: Option<&HistogramVec>,
+    endpoint: &str,
+) -> EndpointRequests {
     EndpointRequests {
         by_method_class: METHODS
             .iter()
             .flat_map(|m| CODE_CLASSES.iter().map(move |c| (*m, *c)))
             .map(|(m, c)| vec.with_label_values(&[m, c, endpoint]))
             .collect(),
+        response_time: response_times.map(|h| h.with_label_values(&[endpoint])),
     }
 }
 
@@ -138,6 +175,7 @@ pub struct Metrics {
     /// when an apiserver joins (rare), never read per request.
     endpoint_requests: Mutex<Vec<(Arc<str>, Arc<EndpointRequests>)>>,
     requests_vec: IntCounterVec,
+    response_times: HistogramVec,
     durations: Vec<Histogram>,
     in_flight: IntGauge,
     watches_open: IntGauge,
@@ -202,12 +240,21 @@ impl Metrics {
             "Client requests answered, by method, status class and the apiserver that answered (none: answered by kprox).",
             &["method", "code", "endpoint"],
         );
-        let answered_by_kprox = counters_for(&requests_vec, NO_ENDPOINT);
+        let answered_by_kprox = counters_for(&requests_vec, None, NO_ENDPOINT);
+        let response_times = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new("kprox_upstream_response_seconds", "Time from a plain request's arrival to its response head, by the apiserver that answered (retries included).")
+                    .buckets(BUCKETS.to_vec()),
+                &["endpoint"],
+            )
+            .unwrap_or_else(|e| panic!("response times: {e}")),
+        );
         let durations_vec = register(
             &registry,
             HistogramVec::new(
                 HistogramOpts::new("kprox_request_duration_seconds", "Time to answer a client request: whole exchange for plain requests, time to the response start for watches and upgrades.")
-                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+                    .buckets(BUCKETS.to_vec()),
                 &["kind"],
             )
             .unwrap_or_else(|e| panic!("durations: {e}")),
@@ -260,6 +307,7 @@ impl Metrics {
             answered_by_kprox,
             endpoint_requests: Mutex::new(Vec::new()),
             requests_vec,
+            response_times,
             durations,
             in_flight: simple_gauge(
                 "kprox_requests_in_flight",
@@ -399,9 +447,22 @@ impl Metrics {
         if let Some((_, counters)) = table.iter().find(|(label, _)| label.as_ref() == url) {
             return counters.clone();
         }
-        let counters = Arc::new(counters_for(&self.requests_vec, url));
+        let counters = Arc::new(counters_for(
+            &self.requests_vec,
+            Some(&self.response_times),
+            url,
+        ));
         table.push((Arc::from(url), counters.clone()));
         counters
+    }
+
+    /// Every apiserver's request handles, in the order they joined (the status page's charts
+    /// read their response times).
+    pub fn endpoints(&self) -> Vec<(Arc<str>, Arc<EndpointRequests>)> {
+        self.endpoint_requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The request counter of the kubeconfig context `name` (resolved when the context is set
