@@ -304,6 +304,19 @@ fn a_newcomer_session_with_kubectl_works_from_get_to_delete() {
     );
     k.ok(&["rollout", "status", "deployment/api", "--timeout", "20s"]);
     assert_has(
+        &k.ok(&[
+            "expose",
+            "deployment",
+            "api",
+            "--port",
+            "80",
+            "--target-port",
+            "8080",
+        ]),
+        &["service/api exposed"],
+    );
+    assert_has(&k.ok(&["get", "service", "api"]), &["ClusterIP", "80/TCP"]);
+    assert_has(
         &k.ok(&["run", "box", "--image=busybox", "--", "sleep", "3600"]),
         &["pod/box created"],
     );

@@ -5,7 +5,8 @@
 //! The envelope is the magic `k8s\0` followed by a `runtime.Unknown` message whose `raw` field
 //! holds the object. Decoded: ConfigMaps, Secrets and Namespaces (metadata name, namespace,
 //! labels, annotations; data; a Secret's type), Pods and Deployments (`kubectl run`, `kubectl
-//! create deployment`: the pod spec's containers with their images, commands, ports and env)
+//! create deployment`: the pod spec's containers with their images, commands, ports and env),
+//! Services (`kubectl expose`: ports, selector, type)
 //! and SelfSubjectAccessReviews (`kubectl auth can-i`); anything else is refused with 415 by
 //! the caller.
 
@@ -53,6 +54,7 @@ pub fn decode_object(body: &[u8]) -> Result<Value, String> {
         ("v1", "Secret") => secret(raw),
         ("v1", "Pod") => pod(raw).map(unset_removed),
         ("apps/v1", "Deployment") => deployment(raw).map(unset_removed),
+        ("v1", "Service") => service(raw).map(unset_removed),
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => access_review(raw),
         _ => Err(format!(
             "protobuf decoding of {api_version}/{kind} is not supported by the fake"
@@ -169,6 +171,84 @@ fn deployment(raw: &[u8]) -> Result<Value, String> {
         }
     }
     Ok(out)
+}
+
+/// A Service (`kubectl expose`, `kubectl create service`): metadata 1, spec 2 {ports 1
+/// {name 1, protocol 2, port 3, targetPort 4 {type 1, intVal 2, strVal 3}, nodePort 5},
+/// selector 2, clusterIP 3, type 4}.
+fn service(raw: &[u8]) -> Result<Value, String> {
+    let mut out = json!({"apiVersion": "v1", "kind": "Service", "metadata": {}, "spec": {}});
+    for field in Fields::new(raw) {
+        match field? {
+            (1, Wire::Bytes(meta)) => out["metadata"] = Value::Object(object_meta(meta)?),
+            (2, Wire::Bytes(spec_raw)) => {
+                let (mut ports, mut selector) = (Vec::new(), Map::new());
+                for f in Fields::new(spec_raw) {
+                    match f? {
+                        (1, Wire::Bytes(p)) => ports.push(service_port(p)?),
+                        (2, Wire::Bytes(entry)) => {
+                            let (k, v) = map_entry(entry)?;
+                            selector.insert(k, Value::String(v));
+                        }
+                        (3, Wire::Bytes(v)) => out["spec"]["clusterIP"] = Value::String(utf8(v)?),
+                        (4, Wire::Bytes(v)) => out["spec"]["type"] = Value::String(utf8(v)?),
+                        _ => {}
+                    }
+                }
+                out["spec"]["ports"] = Value::Array(ports);
+                if !selector.is_empty() {
+                    out["spec"]["selector"] = Value::Object(selector);
+                }
+            }
+            _ => {}
+        }
+    }
+    if out["spec"]["type"].is_null() {
+        out["spec"]["type"] = json!("ClusterIP");
+    }
+    Ok(out)
+}
+
+fn service_port(raw: &[u8]) -> Result<Value, String> {
+    let mut port = Map::new();
+    for field in Fields::new(raw) {
+        match field? {
+            (1, Wire::Bytes(v)) => {
+                port.insert("name".into(), Value::String(utf8(v)?));
+            }
+            (2, Wire::Bytes(v)) => {
+                port.insert("protocol".into(), Value::String(utf8(v)?));
+            }
+            (3, Wire::Varint(n)) => {
+                port.insert("port".into(), json!(n));
+            }
+            (4, Wire::Bytes(target)) => {
+                let (mut kind, mut number, mut text) = (0, 0, String::new());
+                for t in Fields::new(target) {
+                    match t? {
+                        (1, Wire::Varint(v)) => kind = v,
+                        (2, Wire::Varint(v)) => number = v,
+                        (3, Wire::Bytes(v)) => text = utf8(v)?,
+                        _ => {}
+                    }
+                }
+                let target = if kind == 1 {
+                    json!(text)
+                } else {
+                    json!(number)
+                };
+                port.insert("targetPort".into(), target);
+            }
+            (5, Wire::Varint(n)) if n != 0 => {
+                port.insert("nodePort".into(), json!(n));
+            }
+            _ => {}
+        }
+    }
+    if !port.contains_key("protocol") {
+        port.insert("protocol".into(), json!("TCP"));
+    }
+    Ok(Value::Object(port))
 }
 
 /// A PodSpec: containers 2, restartPolicy 3, terminationGracePeriodSeconds 4, dnsPolicy 6,

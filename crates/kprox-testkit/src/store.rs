@@ -417,6 +417,15 @@ impl Store {
         if resource.generation {
             meta["generation"] = json!(1);
         }
+        if resource == Resource::SERVICES
+            && object["spec"]["clusterIP"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            && object["spec"]["type"] != "ExternalName"
+        {
+            object["spec"]["clusterIP"] =
+                json!(format!("10.96.{}.{}", uid / 250 % 250, uid % 250 + 2));
+        }
         if resource == Resource::NAMESPACES {
             object["status"] = json!({"phase": "Active"});
             object["spec"] = json!({"finalizers": ["kubernetes"]});
