@@ -184,4 +184,13 @@ fn the_release_build_the_dockerfile_runs_works_outside_docker() {
     );
     let help = Command::new(&binary).arg("--help").output().expect("help");
     assert!(String::from_utf8_lossy(&help.stdout).contains("--accept-hosts"));
+    // The container's kprox carries no simulated cluster, and says so in one line.
+    let demo = Command::new(&binary).arg("demo").output().expect("demo");
+    let said = String::from_utf8_lossy(&demo.stderr);
+    assert!(
+        !demo.status.success()
+            && said.contains("built without `kprox demo`")
+            && said.lines().count() == 1,
+        "{said}"
+    );
 }

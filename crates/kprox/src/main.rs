@@ -9,6 +9,7 @@ mod assembly;
 mod cli;
 mod config_cmd;
 mod contexts;
+#[cfg(feature = "demo")]
 mod demo;
 mod kubeconfig_cmd;
 mod lifecycle;
@@ -59,7 +60,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             None => run::run(&cli.flags, config).await,
+            #[cfg(feature = "demo")]
             Some(Command::Demo) => demo::run(config).await,
+            #[cfg(not(feature = "demo"))]
+            Some(Command::Demo) => {
+                Err(anyhow::anyhow!(
+                    "this kprox was built without `kprox demo` (the `demo` feature is off, as in the container image); `cargo run --release --locked -p kprox -- demo` builds one with it"
+                ))
+            }
             Some(Command::Config(ConfigCommand::Print)) => config_cmd::print(config),
             Some(Command::Config(ConfigCommand::Check)) => config_cmd::check(config).await,
             Some(Command::Completion { shell }) => shell_docs::completion(*shell),
