@@ -133,6 +133,16 @@ fn chart(
             }
         }
         for run in runs.iter().filter(|r| !r.is_empty()) {
+            if let [(x, y)] = run.as_slice() {
+                // A lone point (the first sample with traffic) would be an invisible line.
+                let _ = write!(
+                    svg,
+                    "<circle class=\"series\" data-series=\"{}\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{}\"/>",
+                    escape(&line.label),
+                    line.colour
+                );
+                continue;
+            }
             let points: Vec<String> = run.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
             let dash = if line.dashed {
                 " stroke-dasharray=\"4 3\""
@@ -261,6 +271,21 @@ mod tests {
             "marked on every chart"
         );
         assert!(html.contains("data-series=\"https://10.0.0.1:6443 p99\""));
+        assert!(html.contains("<polyline"), "two points make a line");
+        let lone = ChartData {
+            seconds_ago: vec![2.0, 0.0],
+            requests_per_second: vec![0.0, 3.0],
+            watches_open: vec![0, 0],
+            latency: vec![LatencySeries {
+                endpoint: "e".into(),
+                p50_ms: vec![None, Some(2.0)],
+                p99_ms: vec![None, Some(3.0)],
+            }],
+        };
+        assert!(
+            render(&lone, &[]).contains("<circle class=\"series\" data-series=\"e p50\""),
+            "a lone point is drawn"
+        );
         assert!(html.contains("stroke-dasharray"));
         assert_eq!(nice_top(0.0), 1.0);
         assert_eq!(nice_top(30.0), 50.0);
