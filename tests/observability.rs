@@ -431,7 +431,7 @@ async fn the_status_data_agrees_with_metrics_from_the_first_seconds() {
         .collect();
     assert_eq!(charted, [cluster.server.url()], "{status}");
     // After a sample or two, the last points are the gauges' values and a latency.
-    std::thread::sleep(Duration::from_millis(4500));
+    std::thread::sleep(Duration::from_millis(6500));
     let (_, status) = get(&format!("{}/status", kprox.admin_url()));
     let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
     let charts = &status["charts"];
