@@ -403,9 +403,9 @@ pub fn apply(
     manager: &str,
     now: &str,
 ) -> Result<Value, PatchError> {
-    if !applied.is_object() {
+    if !applied.is_object() || !(applied["metadata"].is_object() || applied["metadata"].is_null()) {
         return Err(PatchError::Invalid(
-            "an applied configuration is an object".into(),
+            "an applied configuration is an object, and so is its metadata".into(),
         ));
     }
     let mut object = strategic_merge(live.unwrap_or(&json!({})), applied)?;
@@ -418,7 +418,11 @@ pub fn apply(
 }
 
 /// Records an `Update` by `manager` that wrote `written` (the body of a create, update or patch).
+/// `object` must be a map with a map (or no) `metadata`; anything else is left alone.
 pub fn record_update(object: &mut Value, written: &Value, manager: &str, now: &str) {
+    if !object.is_object() || !(object["metadata"].is_object() || object["metadata"].is_null()) {
+        return;
+    }
     let entry = json!({
         "manager": manager, "operation": "Update", "apiVersion": object["apiVersion"].clone(),
         "time": now, "fieldsType": "FieldsV1", "fieldsV1": field_set(written, &mut Vec::new()),

@@ -255,6 +255,7 @@ impl Store {
             PatchKind::Merge => patch::merge_patch(&old, body),
             PatchKind::Strategic | PatchKind::Apply => patch::strategic_merge(&old, body)?,
         };
+        well_formed(&object)?;
         // A patch that names no resourceVersion applies to whatever is current.
         if body["metadata"]["resourceVersion"].is_null() || kind == PatchKind::Json {
             object["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
@@ -348,9 +349,7 @@ impl Store {
         mut object: Value,
         options: &WriteOptions,
     ) -> Result<Value, StoreError> {
-        if !object.is_object() {
-            return Err(StoreError::Invalid("the body is not an object".into()));
-        }
+        well_formed(&object)?;
         if resource.namespaced() && namespace.is_empty() {
             return Err(StoreError::Invalid(
                 "the namespace of the provided object does not match the namespace sent on the request".into(),
@@ -455,6 +454,7 @@ impl Store {
         mut object: Value,
         options: &WriteOptions,
     ) -> Result<Value, StoreError> {
+        well_formed(&object)?;
         let name = object_name(old)?;
         if object_name(&object)? != name {
             return Err(StoreError::Invalid(
@@ -621,6 +621,34 @@ pub fn matches(event: &Event, resource: Resource, namespace: &str) -> bool {
     event.resource == resource && (namespace.is_empty() || event.namespace == namespace)
 }
 
+/// The shape every stored object has: a map whose `metadata`, `spec` and `status` are maps
+/// when present (the server writes into them, and a write into a string would be a panic).
+fn well_formed(object: &Value) -> Result<(), StoreError> {
+    if !object.is_object() {
+        return Err(StoreError::Invalid("the body is not an object".into()));
+    }
+    for field in ["metadata", "spec", "status"] {
+        let value = &object[field];
+        if !value.is_null() && !value.is_object() {
+            return Err(StoreError::Invalid(format!(
+                "{field}: Invalid value: must be an object"
+            )));
+        }
+    }
+    for field in ["labels", "annotations"] {
+        let value = &object["metadata"][field];
+        let strings = value
+            .as_object()
+            .is_some_and(|m| m.values().all(Value::is_string));
+        if !value.is_null() && !strings {
+            return Err(StoreError::Invalid(format!(
+                "metadata.{field}: Invalid value: must be a map of strings"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn object_name(object: &Value) -> Result<String, StoreError> {
     match object["metadata"]["name"].as_str() {
         Some(name) if !name.is_empty() && name.len() <= 253 && !name.contains('/') => {
@@ -781,6 +809,64 @@ mod tests {
             .delete(Resource::DEPLOYMENTS, "default", "web")
             .expect("delete");
         assert!(store.get(Resource::PODS, "default", "web-x").is_err());
+    }
+
+    #[test]
+    fn malformed_objects_and_patches_are_refused_not_stored() {
+        let store = Store::new();
+        for body in [
+            json!("a string"),
+            json!({"metadata": "x"}),
+            json!({"metadata": {"name": "a", "labels": {"n": 1}}}),
+            json!({"metadata": {"name": "a"}, "spec": [1]}),
+        ] {
+            assert!(
+                matches!(
+                    store.create(Resource::PODS, "default", body.clone()),
+                    Err(StoreError::Invalid(_))
+                ),
+                "{body}"
+            );
+        }
+        store
+            .create(Resource::CONFIG_MAPS, "default", cm("a"))
+            .expect("create");
+        let options = WriteOptions {
+            dry_run: false,
+            field_manager: Some("m".into()),
+        };
+        for (kind, body) in [
+            (
+                PatchKind::Json,
+                json!([{"op": "replace", "path": "", "value": "x"}]),
+            ),
+            (
+                PatchKind::Json,
+                json!([{"op": "replace", "path": "/metadata", "value": 1}]),
+            ),
+            (PatchKind::Merge, json!({"metadata": "x"})),
+            (PatchKind::Strategic, json!({"metadata": ["x"]})),
+            (PatchKind::Apply, json!({"metadata": "x"})),
+        ] {
+            assert!(
+                store
+                    .patch(
+                        Resource::CONFIG_MAPS,
+                        ("default", "a"),
+                        kind,
+                        &body,
+                        &options
+                    )
+                    .is_err(),
+                "{kind:?} {body}"
+            );
+        }
+        assert_eq!(
+            store
+                .get(Resource::CONFIG_MAPS, "default", "a")
+                .expect("kept")["data"]["k"],
+            "v"
+        );
     }
 
     #[test]
