@@ -104,7 +104,11 @@ pub fn answer(store: &Arc<Store>, namespace: &str, name: &str, raw_query: &str) 
     let mut text: String = (first..written)
         .map(|n| line(name, &container, n, start, timestamps))
         .collect();
-    if let Some(limit) = limit {
+    if let Some(mut limit) = limit.filter(|l| *l < text.len()) {
+        // At a character boundary: a name may hold multi-byte characters.
+        while !text.is_char_boundary(limit) {
+            limit -= 1;
+        }
         text.truncate(limit);
     }
     let follow = query::flag(raw_query, "follow");
@@ -146,6 +150,21 @@ pub fn answer(store: &Arc<Store>, namespace: &str, name: &str, raw_query: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_bytes_cuts_at_a_character_boundary() {
+        let store = Arc::new(Store::new());
+        store.add_pod("default", "héllo-wörld").expect("pod");
+        for limit in 0..40 {
+            let response = answer(
+                &store,
+                "default",
+                "héllo-wörld",
+                &format!("limitBytes={limit}"),
+            );
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
 
     #[test]
     fn lines_carry_their_pod_container_and_time() {
