@@ -40,6 +40,18 @@ impl PatchKind {
     pub const ACCEPTED: &'static str = "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml";
 }
 
+impl PatchKind {
+    /// Applies a patch of this kind to `doc`. An apply patch (which needs a field manager and
+    /// may create the object, see [`apply`]) is merged the strategic way here.
+    pub fn patch(self, doc: &Value, body: &Value) -> Result<Value, PatchError> {
+        match self {
+            Self::Json => json_patch(doc, body),
+            Self::Merge => Ok(merge_patch(doc, body)),
+            Self::Strategic | Self::Apply => strategic_merge(doc, body),
+        }
+    }
+}
+
 /// Why a patch could not be applied (the apiserver answers 422, or 409 for a failed `test`).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PatchError {

@@ -407,12 +407,7 @@ fn status_write(
     let written = if *call.method == Method::PUT {
         body
     } else {
-        let kind = patch_kind(call)?;
-        match kind {
-            PatchKind::Json => crate::patch::json_patch(&old, &body).map_err(patch_error)?,
-            PatchKind::Merge => crate::patch::merge_patch(&old, &body),
-            _ => crate::patch::strategic_merge(&old, &body).map_err(patch_error)?,
-        }
+        patch_kind(call)?.patch(&old, &body).map_err(patch_error)?
     };
     let mut object = old;
     object["status"] = written["status"].clone();
@@ -457,11 +452,7 @@ fn scale(ctx: &RouteContext, target: &Target, name: &str, call: &Call<'_>) -> Re
         Method::PUT => decode(call),
         Method::PATCH => patch_kind(call).and_then(|kind| {
             let body = decode(call)?;
-            match kind {
-                PatchKind::Json => crate::patch::json_patch(&current, &body).map_err(patch_error),
-                PatchKind::Merge => Ok(crate::patch::merge_patch(&current, &body)),
-                _ => crate::patch::strategic_merge(&current, &body).map_err(patch_error),
-            }
+            kind.patch(&current, &body).map_err(patch_error)
         }),
         _ => return not_allowed(),
     };

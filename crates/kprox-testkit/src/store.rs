@@ -250,11 +250,7 @@ impl Store {
             };
         }
         let old = old?;
-        let mut object = match kind {
-            PatchKind::Json => patch::json_patch(&old, body)?,
-            PatchKind::Merge => patch::merge_patch(&old, body),
-            PatchKind::Strategic | PatchKind::Apply => patch::strategic_merge(&old, body)?,
-        };
+        let mut object = kind.patch(&old, body)?;
         well_formed(&object)?;
         // A patch that names no resourceVersion applies to whatever is current.
         if body["metadata"]["resourceVersion"].is_null() || kind == PatchKind::Json {
