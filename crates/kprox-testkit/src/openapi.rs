@@ -17,18 +17,21 @@ use crate::resource_types::{Resource, group_versions};
 
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 
-/// `GET /openapi/v3`.
-pub fn v3_index() -> Value {
-    let mut paths = Map::new();
-    for (group, version) in group_versions() {
-        let key = gv_key(group, version);
-        let hash = crate::digest::digest(v3_document(group, version).to_string().as_bytes());
-        paths.insert(
-            key.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", hash.to_ascii_uppercase())}),
-        );
-    }
-    json!({"paths": paths})
+/// `GET /openapi/v3`. The documents depend on the type table only: built once.
+pub fn v3_index() -> &'static Value {
+    static INDEX: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut paths = Map::new();
+        for (group, version) in group_versions() {
+            let key = gv_key(group, version);
+            let hash = crate::digest::digest(v3_document(group, version).to_string().as_bytes());
+            paths.insert(
+                key.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", hash.to_ascii_uppercase())}),
+            );
+        }
+        json!({"paths": paths})
+    })
 }
 
 fn gv_key(group: &str, version: &str) -> String {

@@ -81,7 +81,7 @@ pub async fn route(ctx: RouteContext, request: Request<Incoming>) -> Response<Bo
                 json_response(StatusCode::OK, &discovery::group_list())
             };
         }
-        "/openapi/v3" if get => return json_response(StatusCode::OK, &openapi::v3_index()),
+        "/openapi/v3" if get => return json_response(StatusCode::OK, openapi::v3_index()),
         "/openapi/v2" if get => {
             // Asked for in protobuf (gnostic) first, kubectl carries on without it: see openapi.rs.
             return if accept.is_empty() || accept.contains("json") || accept.contains("*/*") {
