@@ -363,7 +363,9 @@ async fn kubectl_uses_every_context_through_the_kubeconfig_kprox_prints() {
     ] {
         let listed = ok_stdout(
             &run(
-                support::require_tool("python3").to_str().expect("utf8"),
+                support::require_python(&["kubernetes"])
+                    .to_str()
+                    .expect("utf8"),
                 &[script, generated.to_str().expect("utf8"), context],
             ),
             "python list_in_context.py",

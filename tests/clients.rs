@@ -144,16 +144,7 @@ async fn kubectl_get_pods_watch_sees_a_new_pod() {
 async fn the_python_client_lists_and_watches_pods() {
     let cluster = Cluster::start().await;
     let kprox = Kprox::start(&["--kubeconfig", &cluster.kubeconfig_arg()]);
-    let python = require_tool("python3");
-    let probe = Command::new(&python)
-        .args(["-c", "import kubernetes"])
-        .output()
-        .expect("python runs");
-    assert!(
-        probe.status.success(),
-        "the Python `kubernetes` package is required (pip install kubernetes); run .ci/run: {}",
-        String::from_utf8_lossy(&probe.stderr)
-    );
+    let python = support::require_python(&["kubernetes"]);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/python/list_and_watch.py"

@@ -491,7 +491,9 @@ fn python_kubernetes_kr8s_and_lightkube_list_watch_and_patch_through_the_demo() 
     let demo = demo();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/demo_clients.py");
     let out = run_with_env(
-        require_tool("python3").to_str().expect("utf8"),
+        support::require_python(&["kubernetes", "kr8s", "lightkube"])
+            .to_str()
+            .expect("utf8"),
         &[script.to_str().expect("utf8"), &demo.url("")],
         &[],
     );

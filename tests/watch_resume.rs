@@ -232,9 +232,11 @@ async fn the_python_client_is_told_and_relists_when_the_initial_events_break() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/python/watch_from_scratch.py"
     );
+    let python = support::require_python(&["kubernetes"]);
     let out = tokio::task::spawn_blocking({
         let url = kprox.url("");
-        move || ok_stdout(&run("python3", &[script, &url]), "python watch")
+        let python = python.to_str().expect("utf8").to_owned();
+        move || ok_stdout(&run(&python, &[script, &url]), "python watch")
     })
     .await
     .expect("python");

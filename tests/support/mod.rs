@@ -350,6 +350,22 @@ pub fn require_tool(tool: &str) -> PathBuf {
     found.unwrap_or_else(|| panic!("`{tool}` is required by this test but is not installed; run .ci/run (or the README's test command), which installs it"))
 }
 
+/// Fails the test loudly unless `python3` and the named Python packages are installed; returns
+/// the interpreter. (A missing package would otherwise surface as a script that never prints.)
+pub fn require_python(modules: &[&str]) -> PathBuf {
+    let python = require_tool("python3");
+    let probe = Command::new(&python)
+        .args(["-c", &format!("import {}", modules.join(", "))])
+        .output()
+        .expect("python runs");
+    assert!(
+        probe.status.success(),
+        "the Python packages {modules:?} are required by this test; run .ci/run (or scripts/install-test-tools), which installs them: {}",
+        String::from_utf8_lossy(&probe.stderr).trim()
+    );
+    python
+}
+
 /// Runs a command to completion with a timeout, returning its output.
 pub fn run(program: &str, args: &[&str]) -> Output {
     run_with_env(program, args, &[])
