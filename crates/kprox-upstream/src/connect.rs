@@ -51,10 +51,11 @@ impl ConnectSettings {
 #[derive(Debug)]
 pub(crate) enum Connection {
     H1(http1::SendRequest<RequestBody>),
-    /// The sender, and the peer's stream limit.
+    /// The sender, the peer's stream limit, and the end of the connection's driver.
     H2(
         http2::SendRequest<RequestBody>,
         crate::stream_limit::StreamLimit,
+        crate::stream_limit::DriverEnded,
     ),
 }
 
@@ -252,14 +253,14 @@ impl Connector {
                 .max_frame_size(MAX_FRAME_SIZE)
                 .initial_max_send_streams(crate::stream_limit::NOT_YET_KNOWN);
             let (sender, conn) = builder.handshake(io).await.map_err(failed)?;
-            let (driver, limit) = crate::stream_limit::track(conn);
+            let (driver, limit, ended) = crate::stream_limit::track(conn);
             let driver_url = url.clone();
             tokio::spawn(async move {
                 if let Err(error) = driver.await {
                     tracing::debug!(endpoint = %driver_url, error = %chain(&error), "HTTP/2 connection ended");
                 }
             });
-            Ok(Connection::H2(sender, limit))
+            Ok(Connection::H2(sender, limit, ended))
         } else {
             let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(failed)?;
             let url = url.clone();

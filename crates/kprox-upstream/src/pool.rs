@@ -60,11 +60,25 @@ impl From<&kprox_config::UpstreamConfig> for PoolSettings {
 }
 
 /// One HTTP/2 connection and the streams open on it.
+///
+/// Only the pool's list holds the `sender` for long: a request holds a clone until it is
+/// handed over, and its slot ([`StreamGuard`]) holds the counters alone. That matters when a
+/// connection ends: a request handed over at the instant its dispatcher stopped can be left in
+/// the dispatcher's queue, and it is failed (as never sent, so it goes elsewhere) only when the
+/// last sender is dropped — which the pool does as soon as the connection ends
+/// ([`EndpointPool::forget_when_ended`]). Were the sender kept alive by the waiting request
+/// itself, that request would wait for ever (the 10 s hang of the GOAWAY test).
 #[derive(Debug)]
 struct H2Conn {
     sender: http2::SendRequest<RequestBody>,
     /// The server's stream limit for this connection (one stream until it is known).
     limit: StreamLimit,
+    streams: Arc<StreamCounts>,
+}
+
+/// The streams open on one HTTP/2 connection.
+#[derive(Debug, Default)]
+struct StreamCounts {
     in_flight: AtomicUsize,
     /// Streams in flight that are not watches.
     busy: AtomicUsize,
@@ -72,32 +86,48 @@ struct H2Conn {
     idle_since_ms: AtomicU64,
 }
 
+impl H2Conn {
+    fn new(sender: http2::SendRequest<RequestBody>, limit: StreamLimit, in_flight: usize) -> Self {
+        let streams = StreamCounts::default();
+        streams.in_flight.store(in_flight, Ordering::Relaxed);
+        Self {
+            sender,
+            limit,
+            streams: Arc::new(streams),
+        }
+    }
+}
+
 /// Holds one stream slot on an HTTP/2 connection until dropped.
 #[derive(Debug)]
 pub(crate) struct StreamGuard {
-    conn: Arc<H2Conn>,
+    streams: Arc<StreamCounts>,
     epoch: Instant,
     /// Counted in `busy` (not a watch).
     busy: bool,
 }
 
 impl StreamGuard {
-    fn new(conn: Arc<H2Conn>, epoch: Instant, busy: bool) -> Self {
+    fn new(streams: Arc<StreamCounts>, epoch: Instant, busy: bool) -> Self {
         if busy {
-            conn.busy.fetch_add(1, Ordering::AcqRel);
+            streams.busy.fetch_add(1, Ordering::AcqRel);
         }
-        Self { conn, epoch, busy }
+        Self {
+            streams,
+            epoch,
+            busy,
+        }
     }
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         if self.busy {
-            self.conn.busy.fetch_sub(1, Ordering::AcqRel);
+            self.streams.busy.fetch_sub(1, Ordering::AcqRel);
         }
-        if self.conn.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.streams.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.conn.idle_since_ms.store(now, Ordering::Relaxed);
+            self.streams.idle_since_ms.store(now, Ordering::Relaxed);
         }
     }
 }
@@ -228,23 +258,18 @@ impl EndpointPool {
         let (pool, connector) = (self.clone(), connector.clone());
         tokio::spawn(async move {
             let generation = pool.generation.load(Ordering::Acquire);
-            if let Ok(Connection::H2(sender, limit)) =
+            if let Ok(Connection::H2(sender, limit, ended)) =
                 connector.connect(&pool.endpoint, false).await
             {
                 pool.opened.fetch_add(1, Ordering::Relaxed);
                 if pool.generation.load(Ordering::Acquire) == generation {
-                    let conn = Arc::new(H2Conn {
-                        sender,
-                        limit,
-                        in_flight: AtomicUsize::new(0),
-                        busy: AtomicUsize::new(0),
-                        idle_since_ms: AtomicU64::new(0),
-                    });
+                    let conn = Arc::new(H2Conn::new(sender, limit, 0));
                     pool.h2.rcu(|list| {
                         let mut list = Vec::clone(list);
                         list.push(conn.clone());
                         list
                     });
+                    pool.forget_when_ended(&conn, ended);
                     tracing::debug!(endpoint = %pool.endpoint.url(), connections = pool.h2.load().len(), "opened a connection to spread load");
                 }
             }
@@ -302,15 +327,9 @@ impl EndpointPool {
         };
         self.opened.fetch_add(1, Ordering::Relaxed);
         match connection {
-            Connection::H2(sender, limit) => {
+            Connection::H2(sender, limit, ended) => {
                 self.protocol.store(PROTOCOL_H2, Ordering::Release);
-                let conn = Arc::new(H2Conn {
-                    sender: sender.clone(),
-                    limit,
-                    in_flight: AtomicUsize::new(1),
-                    busy: AtomicUsize::new(0),
-                    idle_since_ms: AtomicU64::new(0),
-                });
+                let conn = Arc::new(H2Conn::new(sender.clone(), limit, 1));
                 // A connection made with a TLS identity retired meanwhile serves this request only.
                 if self.generation.load(Ordering::Acquire) == generation {
                     self.h2.rcu(|list| {
@@ -318,8 +337,9 @@ impl EndpointPool {
                         list.push(conn.clone());
                         list
                     });
+                    self.forget_when_ended(&conn, ended);
                 }
-                let guard = StreamGuard::new(conn, self.epoch, !watch);
+                let guard = StreamGuard::new(conn.streams.clone(), self.epoch, !watch);
                 self.send_h2(sender, guard, request).await
             }
             Connection::H1(sender) => {
@@ -339,7 +359,7 @@ impl EndpointPool {
         let list = self.h2.load();
         let has_room = |conn: &H2Conn| {
             let limit = self.settings.max_streams.min(conn.limit.streams());
-            (!conn.sender.is_closed() && conn.in_flight.load(Ordering::Relaxed) < limit)
+            (!conn.sender.is_closed() && conn.streams.in_flight.load(Ordering::Relaxed) < limit)
                 .then_some(limit)
         };
         let preferred = if watch {
@@ -347,22 +367,44 @@ impl EndpointPool {
         } else {
             list.iter()
                 .filter(|conn| has_room(conn).is_some())
-                .min_by_key(|conn| conn.busy.load(Ordering::Relaxed))
+                .min_by_key(|conn| conn.streams.busy.load(Ordering::Relaxed))
         };
         // The preferred connection first, then any with room (it may have filled meanwhile).
         for conn in preferred.into_iter().chain(list.iter()) {
             let Some(limit) = has_room(conn) else {
                 continue;
             };
-            let taken = conn.in_flight.fetch_add(1, Ordering::AcqRel);
-            let busy_before = conn.busy.load(Ordering::Relaxed);
-            let guard = StreamGuard::new(conn.clone(), self.epoch, !watch);
+            let taken = conn.streams.in_flight.fetch_add(1, Ordering::AcqRel);
+            let busy_before = conn.streams.busy.load(Ordering::Relaxed);
+            let guard = StreamGuard::new(conn.streams.clone(), self.epoch, !watch);
             if taken < limit {
                 return Some((conn.sender.clone(), guard, busy_before));
             }
             drop(guard); // full: give the slot back
         }
         None
+    }
+
+    /// Takes `conn` out of the list as soon as its driver ends (a GOAWAY served, the server
+    /// gone), dropping the pool's sender: see [`H2Conn`] for why that must not wait for the
+    /// next sweep.
+    fn forget_when_ended(
+        self: &Arc<Self>,
+        conn: &Arc<H2Conn>,
+        ended: crate::stream_limit::DriverEnded,
+    ) {
+        let (pool, conn) = (Arc::downgrade(self), Arc::downgrade(conn));
+        tokio::spawn(async move {
+            ended.wait().await;
+            if let Some(pool) = pool.upgrade() {
+                pool.h2.rcu(|list| {
+                    list.iter()
+                        .filter(|c| !std::ptr::eq(Arc::as_ptr(c), conn.as_ptr()))
+                        .cloned()
+                        .collect::<Vec<_>>()
+                });
+            }
+        });
     }
 
     fn forget_closed_h2(&self) {
@@ -393,7 +435,10 @@ impl EndpointPool {
         // HTTP/2 carries the authority in the URI (`:authority`), not in a Host header.
         request.headers_mut().remove(header::HOST);
         *request.uri_mut() = absolute(&self.endpoint, request.uri());
-        match sender.try_send_request(request).await {
+        let answer = sender.try_send_request(request);
+        // Not kept while waiting: see `H2Conn`.
+        drop(sender);
+        match answer.await {
             Ok(response) => Ok(response.map(|body| PooledBody {
                 inner: body,
                 guard: Some(guard),
@@ -473,8 +518,9 @@ impl EndpointPool {
         self.h2.rcu(|list| {
             list.iter()
                 .filter(|c| {
-                    let idle = c.in_flight.load(Ordering::Acquire) == 0
-                        && now_ms.saturating_sub(c.idle_since_ms.load(Ordering::Relaxed)) > idle_ms;
+                    let idle = c.streams.in_flight.load(Ordering::Acquire) == 0
+                        && now_ms.saturating_sub(c.streams.idle_since_ms.load(Ordering::Relaxed))
+                            > idle_ms;
                     !c.sender.is_closed() && !idle
                 })
                 .cloned()

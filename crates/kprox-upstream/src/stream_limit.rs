@@ -14,6 +14,9 @@
 //! takes one stream;
 //! [`StreamLimit::wait_known`] lets other requests wait briefly for the real limit rather than
 //! open a connection each.
+//!
+//! The same wrapper tells the pool when the driver has ended ([`DriverEnded`]), so a finished
+//! connection leaves the pool at once (see `pool.rs`, `H2Conn`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -97,10 +100,20 @@ impl StreamLimit {
     }
 }
 
-/// Wraps a connection's driver: the future to spawn, and the reader of its limit.
+/// Resolves once a connection's driver has ended (finished or dropped).
+#[derive(Debug)]
+pub(crate) struct DriverEnded(tokio::sync::oneshot::Receiver<()>);
+
+impl DriverEnded {
+    pub(crate) async fn wait(self) {
+        let _ = self.0.await;
+    }
+}
+
+/// Wraps a connection's driver: the future to spawn, the reader of its limit, and its end.
 pub(crate) fn track<I>(
     conn: http2::Connection<I, RequestBody, TokioExecutor>,
-) -> (Tracked<I>, StreamLimit)
+) -> (Tracked<I>, StreamLimit, DriverEnded)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -112,12 +125,15 @@ where
         let driver = driver.try_lock().ok()?;
         Some(driver.as_ref().get_ref().current_max_send_streams())
     });
+    let (end, ended) = tokio::sync::oneshot::channel();
     (
         Tracked {
             driver,
             cached: cached.clone(),
+            _end: end,
         },
         StreamLimit { cached, live },
+        DriverEnded(ended),
     )
 }
 
@@ -125,6 +141,8 @@ where
 pub(crate) struct Tracked<I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static> {
     driver: Arc<Mutex<Driver<I>>>,
     cached: Arc<AtomicUsize>,
+    /// Dropped with the driver: tells [`DriverEnded`].
+    _end: tokio::sync::oneshot::Sender<()>,
 }
 
 impl<I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static> Future for Tracked<I> {
