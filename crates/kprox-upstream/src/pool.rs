@@ -340,6 +340,8 @@ impl EndpointPool {
                     self.forget_when_ended(&conn, ended);
                 }
                 let guard = StreamGuard::new(conn.streams.clone(), self.epoch, !watch);
+                // The connection (and its sender) stays with the pool only: see `H2Conn`.
+                drop(conn);
                 self.send_h2(sender, guard, request).await
             }
             Connection::H1(sender) => {
