@@ -265,7 +265,7 @@ async fn unhealthy_answers_goaway_and_stream_limits_do_not_reach_clients() {
     // Every watch is open (its 200 has arrived) before the rounds start: they measure what the
     // GOAWAYs and the limit do to requests beside established watches, not kprox's first seconds.
     for (n, stream) in watches.iter_mut().enumerate() {
-        let head = tokio::time::timeout(Duration::from_secs(10), response_head(stream))
+        let head = tokio::time::timeout(Duration::from_secs(10), support::raw::read_head(stream))
             .await
             .unwrap_or_else(|_| panic!("watch {n}: no response head within 10 s"));
         assert!(head.starts_with("HTTP/1.1 200"), "watch {n}: {head}");
@@ -300,20 +300,6 @@ async fn unhealthy_answers_goaway_and_stream_limits_do_not_reach_clients() {
     }
     println!("503 + GOAWAY + stream limit, 50 rounds: {ok} ok, slowest {slowest:?}");
     drop(watches);
-}
-
-/// Reads a response's status line and headers, byte by byte so nothing after them is taken.
-async fn response_head(stream: &mut tokio::net::TcpStream) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        match stream.read(&mut byte).await {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

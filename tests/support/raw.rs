@@ -73,6 +73,21 @@ pub fn exchange(address: &str, request: &[u8]) -> Raw {
     }
 }
 
+/// Reads a response's status line and headers off a kept-open connection, byte by byte so
+/// nothing after them is taken; what arrived if the connection ends first.
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 pub async fn exchange_async(address: &str, request: String) -> Raw {
     let address = address.to_owned();
     tokio::task::spawn_blocking(move || exchange(&address, request.as_bytes()))

@@ -66,7 +66,7 @@ impl From<&kprox_config::UpstreamConfig> for PoolSettings {
 /// connection ends: a request handed over at the instant its dispatcher stopped can be left in
 /// the dispatcher's queue, and it is failed (as never sent, so it goes elsewhere) only when the
 /// last sender is dropped — which the pool does as soon as the connection ends
-/// ([`EndpointPool::forget_when_ended`]). Were the sender kept alive by the waiting request
+/// ([`EndpointPool::add_h2`]). Were the sender kept alive by the waiting request
 /// itself, that request would wait for ever (the 10 s hang of the GOAWAY test).
 #[derive(Debug)]
 struct H2Conn {
@@ -264,12 +264,7 @@ impl EndpointPool {
                 pool.opened.fetch_add(1, Ordering::Relaxed);
                 if pool.generation.load(Ordering::Acquire) == generation {
                     let conn = Arc::new(H2Conn::new(sender, limit, 0));
-                    pool.h2.rcu(|list| {
-                        let mut list = Vec::clone(list);
-                        list.push(conn.clone());
-                        list
-                    });
-                    pool.forget_when_ended(&conn, ended);
+                    pool.add_h2(&conn, ended);
                     tracing::debug!(endpoint = %pool.endpoint.url(), connections = pool.h2.load().len(), "opened a connection to spread load");
                 }
             }
@@ -332,12 +327,7 @@ impl EndpointPool {
                 let conn = Arc::new(H2Conn::new(sender.clone(), limit, 1));
                 // A connection made with a TLS identity retired meanwhile serves this request only.
                 if self.generation.load(Ordering::Acquire) == generation {
-                    self.h2.rcu(|list| {
-                        let mut list = Vec::clone(list);
-                        list.push(conn.clone());
-                        list
-                    });
-                    self.forget_when_ended(&conn, ended);
+                    self.add_h2(&conn, ended);
                 }
                 let guard = StreamGuard::new(conn.streams.clone(), self.epoch, !watch);
                 // The connection (and its sender) stays with the pool only: see `H2Conn`.
@@ -387,35 +377,32 @@ impl EndpointPool {
         None
     }
 
-    /// Takes `conn` out of the list as soon as its driver ends (a GOAWAY served, the server
-    /// gone), dropping the pool's sender: see [`H2Conn`] for why that must not wait for the
-    /// next sweep.
-    fn forget_when_ended(
-        self: &Arc<Self>,
-        conn: &Arc<H2Conn>,
-        ended: crate::stream_limit::DriverEnded,
-    ) {
+    /// Puts `conn` in the list, and takes it out as soon as its driver ends (a GOAWAY served,
+    /// the server gone), dropping the pool's sender: see [`H2Conn`] for why that must not wait
+    /// for the next sweep.
+    fn add_h2(self: &Arc<Self>, conn: &Arc<H2Conn>, ended: crate::stream_limit::DriverEnded) {
+        self.h2.rcu(|list| {
+            let mut list = Vec::clone(list);
+            list.push(conn.clone());
+            list
+        });
         let (pool, conn) = (Arc::downgrade(self), Arc::downgrade(conn));
         tokio::spawn(async move {
             ended.wait().await;
             if let Some(pool) = pool.upgrade() {
-                pool.h2.rcu(|list| {
-                    list.iter()
-                        .filter(|c| !std::ptr::eq(Arc::as_ptr(c), conn.as_ptr()))
-                        .cloned()
-                        .collect::<Vec<_>>()
-                });
+                pool.retain_h2(|c| !std::ptr::eq(c, conn.as_ptr()));
             }
         });
     }
 
     fn forget_closed_h2(&self) {
-        self.h2.rcu(|list| {
-            list.iter()
-                .filter(|c| !c.sender.is_closed())
-                .cloned()
-                .collect::<Vec<_>>()
-        });
+        self.retain_h2(|c| !c.sender.is_closed());
+    }
+
+    /// Keeps the HTTP/2 connections `keep` says yes to.
+    fn retain_h2(&self, keep: impl Fn(&H2Conn) -> bool) {
+        self.h2
+            .rcu(|list| list.iter().filter(|c| keep(c)).cloned().collect::<Vec<_>>());
     }
 
     fn checkout_h1(&self) -> Option<http1::SendRequest<RequestBody>> {
@@ -517,16 +504,10 @@ impl EndpointPool {
     pub(crate) fn sweep(&self) {
         let now_ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         let idle_ms = u64::try_from(self.settings.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        self.h2.rcu(|list| {
-            list.iter()
-                .filter(|c| {
-                    let idle = c.streams.in_flight.load(Ordering::Acquire) == 0
-                        && now_ms.saturating_sub(c.streams.idle_since_ms.load(Ordering::Relaxed))
-                            > idle_ms;
-                    !c.sender.is_closed() && !idle
-                })
-                .cloned()
-                .collect::<Vec<_>>()
+        self.retain_h2(|c| {
+            let idle = c.streams.in_flight.load(Ordering::Acquire) == 0
+                && now_ms.saturating_sub(c.streams.idle_since_ms.load(Ordering::Relaxed)) > idle_ms;
+            !c.sender.is_closed() && !idle
         });
         let mut idle = self.h1_idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|e| !e.sender.is_closed() && e.since.elapsed() < self.settings.idle_timeout);
