@@ -880,3 +880,52 @@ fn the_man_page_renders_with_man_and_lists_the_flags() {
         );
     }
 }
+
+/// The accept-queue length (`ss`'s Send-Q) of the TCP socket listening on `address`.
+fn listen_backlog(address: &str) -> u64 {
+    let ss = support::require_tool("ss");
+    let output = std::process::Command::new(ss)
+        .args(["-ltnH", "state", "listening"])
+        .output()
+        .expect("ss runs");
+    assert!(output.status.success(), "{output:?}");
+    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    let line = table
+        .lines()
+        .find(|line| line.split_whitespace().any(|field| field == address))
+        .unwrap_or_else(|| panic!("no listener on {address} in:\n{table}"));
+    // State filtered away: Recv-Q, Send-Q (the backlog), local, peer.
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    fields[1].parse().unwrap_or_else(|_| panic!("{line}"))
+}
+
+/// A burst of new connections larger than a 128-entry accept queue (200 watches opened at once)
+/// lost SYNs and made clients wait a second for the retransmission; kprox listens as kubectl
+/// proxy does, with the kernel's `somaxconn`.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_listener_queues_a_burst_of_connections_as_large_as_the_kernel_allows() {
+    let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .expect("somaxconn")
+        .trim()
+        .parse()
+        .expect("a number");
+    let expected = somaxconn.min(4096);
+    assert!(expected > 128, "this machine's somaxconn is {somaxconn}");
+    let cluster = Cluster::start().await;
+    let kprox = Kprox::start_exact(
+        &[
+            "--kubeconfig",
+            &cluster.kubeconfig_arg(),
+            "--port",
+            "0",
+            "--admin-address",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    fetch_ok(&kprox.url("/api/v1/namespaces/default/pods"));
+    let admin = admin_answers(&kprox);
+    let admin_address = admin.trim_start_matches("http://");
+    assert_eq!(listen_backlog(&kprox.address), expected, "proxy listener");
+    assert_eq!(listen_backlog(admin_address), expected, "admin listener");
+}

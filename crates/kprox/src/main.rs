@@ -13,6 +13,7 @@ mod contexts;
 mod demo;
 mod kubeconfig_cmd;
 mod lifecycle;
+mod listen_socket;
 mod live_reload;
 mod run;
 mod shell_docs;

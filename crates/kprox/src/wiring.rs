@@ -173,9 +173,8 @@ pub async fn bind(config: &Config) -> anyhow::Result<Listener> {
         return crate::unix_socket::bind(path).await;
     }
     let addr = SocketAddr::new(config.listen.address, config.listen.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener =
+        crate::listen_socket::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     Ok(Listener::Tcp(listener))
 }
 
@@ -184,7 +183,7 @@ pub async fn bind_passthrough(config: &Config) -> anyhow::Result<Option<TcpListe
     let Some(addr) = config.passthrough.address else {
         return Ok(None);
     };
-    let listener = TcpListener::bind(addr).await.with_context(|| {
+    let listener = crate::listen_socket::bind(addr).with_context(|| {
         format!("passthrough.address: cannot listen on {addr} (choose a free HOST:PORT with --tcp-passthrough, or off)")
     })?;
     Ok(Some(listener))
@@ -201,14 +200,13 @@ pub async fn bind_admin(config: &Config) -> anyhow::Result<Option<TcpListener>> 
     let Some(addr) = config.admin.address else {
         return Ok(None);
     };
-    match TcpListener::bind(addr).await {
+    match crate::listen_socket::bind(addr) {
         Ok(listener) => Ok(Some(listener)),
         Err(error)
             if config.admin.address_is_default
                 && error.kind() == std::io::ErrorKind::AddrInUse =>
         {
-            let listener = TcpListener::bind(SocketAddr::new(addr.ip(), 0))
-                .await
+            let listener = crate::listen_socket::bind(SocketAddr::new(addr.ip(), 0))
                 .with_context(|| format!("admin.address: cannot listen on {}:0", addr.ip()))?;
             let chosen = listener.local_addr()?;
             eprintln!(
