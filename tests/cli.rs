@@ -883,20 +883,45 @@ fn the_man_page_renders_with_man_and_lists_the_flags() {
 
 /// The accept-queue length (`ss`'s Send-Q) of the TCP socket listening on `address`.
 fn listen_backlog(address: &str) -> u64 {
+    listen_backlog_in(
+        &["-ltnH", "state", "listening"],
+        |field| field == address,
+        1,
+    )
+}
+
+/// The backlog of the unix-socket listener kprox bound for `socket` (`ss -lx`: netid, Recv-Q,
+/// Send-Q, path). `ss` names a unix socket by the path it was bound at: kprox binds it in a
+/// private directory beside `socket` (`.kprox-sock-*/s`) and renames it into place.
+fn unix_listen_backlog(socket: &std::path::Path) -> u64 {
+    let parent = socket.parent().expect("the socket is in a directory");
+    let staging = format!("{}/.kprox-sock-", parent.display());
+    listen_backlog_in(
+        &["-lxH", "state", "listening"],
+        |field| field.starts_with(&staging),
+        2,
+    )
+}
+
+/// Runs `ss args` and reads field `backlog_field` (Send-Q, which is the backlog of a listening
+/// socket) of the line with a field that `names` says names the listener.
+fn listen_backlog_in(args: &[&str], names: impl Fn(&str) -> bool, backlog_field: usize) -> u64 {
     let ss = support::require_tool("ss");
     let output = std::process::Command::new(ss)
-        .args(["-ltnH", "state", "listening"])
+        .args(args)
         .output()
         .expect("ss runs");
     assert!(output.status.success(), "{output:?}");
     let table = String::from_utf8_lossy(&output.stdout).into_owned();
     let line = table
         .lines()
-        .find(|line| line.split_whitespace().any(|field| field == address))
-        .unwrap_or_else(|| panic!("no listener on {address} in:\n{table}"));
-    // State filtered away: Recv-Q, Send-Q (the backlog), local, peer.
+        .find(|line| line.split_whitespace().any(&names))
+        .unwrap_or_else(|| panic!("no such listener in:\n{table}"));
     let fields: Vec<&str> = line.split_whitespace().collect();
-    fields[1].parse().unwrap_or_else(|_| panic!("{line}"))
+    fields
+        .get(backlog_field)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
 }
 
 /// A burst of new connections larger than a 128-entry accept queue (200 watches opened at once)
@@ -928,4 +953,23 @@ async fn every_listener_queues_a_burst_of_connections_as_large_as_the_kernel_all
     let admin_address = admin.trim_start_matches("http://");
     assert_eq!(listen_backlog(&kprox.address), expected, "proxy listener");
     assert_eq!(listen_backlog(admin_address), expected, "admin listener");
+    drop(kprox);
+
+    let socket = cluster.dir.path().join("burst.sock");
+    let _unix_socket_kprox = Kprox::start_exact(
+        &[
+            "--admin-address",
+            "off",
+            "--kubeconfig",
+            &cluster.kubeconfig_arg(),
+            "--unix-socket",
+            &socket.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        unix_listen_backlog(&socket),
+        expected,
+        "unix-socket listener"
+    );
 }

@@ -50,6 +50,43 @@ pub struct Options {
     pub haproxy: Option<PathBuf>,
     /// wrk, to generate the load instead of the built-in generator (`--generator wrk`).
     pub wrk: Option<PathBuf>,
+    /// More kprox configurations measured beside the default one in the same rounds (a design
+    /// or tuning change compared side by side), each under its own name.
+    pub variants: Vec<Variant>,
+}
+
+/// A kprox configuration measured beside the default: `kprox <label>` in the tables.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    pub name: String,
+    /// Environment added to the default launch's, e.g. `KPROX_RUNTIME__WORKER_THREADS=1`.
+    pub env: Vec<(String, String)>,
+    /// Another kprox binary (`binary=PATH`): an earlier build, to compare a design change.
+    pub binary: Option<PathBuf>,
+}
+
+impl Variant {
+    /// Parses `LABEL:KEY=VALUE[,KEY=VALUE...]` (the `--variant` argument); the key `binary`
+    /// names another kprox binary, every other key is an environment variable.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (label, pairs) = text
+            .split_once(':')
+            .ok_or_else(|| format!("{text:?} is not LABEL:KEY=VALUE[,KEY=VALUE...]"))?;
+        let env = pairs
+            .split(',')
+            .map(|pair| {
+                pair.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| format!("{pair:?} in {text:?} is not KEY=VALUE"))
+            })
+            .collect::<Result<Vec<(String, String)>, _>>()?;
+        let (binary, env): (Vec<_>, Vec<_>) = env.into_iter().partition(|(key, _)| key == "binary");
+        Ok(Self {
+            name: format!("kprox {label}"),
+            env,
+            binary: binary.into_iter().next_back().map(|(_, path)| path.into()),
+        })
+    }
 }
 
 impl Options {
@@ -68,6 +105,7 @@ impl Options {
             nginx: None,
             haproxy: None,
             wrk: None,
+            variants: Vec::new(),
         }
     }
 }
@@ -172,6 +210,17 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             token: TOKEN.to_owned(),
         };
         let kubectl = Subject::kubectl_proxy(&options.kubectl, &kubeconfig)?;
+        let variants = options
+            .variants
+            .iter()
+            .map(|variant| {
+                let mut launch = options.launch.clone();
+                launch.env.extend(variant.env.iter().cloned());
+                let binary = variant.binary.as_ref().unwrap_or(&options.kprox);
+                Subject::kprox(binary, &kubeconfig, &launch)
+                    .map(|subject| (variant.name.as_str(), subject))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let nginx_dir = tempfile::tempdir()?;
         let nginx = options
             .nginx
@@ -220,12 +269,15 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                 ("direct", direct.clone(), None),
                 ("kprox", Target::Plain(kprox.address), Some(&kprox)),
                 ("kprox pass-through", passthrough.clone(), Some(&kprox)),
-                (
-                    "kubectl proxy",
-                    Target::Plain(kubectl.address),
-                    Some(&kubectl),
-                ),
             ];
+            for (name, subject) in &variants {
+                targets.push((name, Target::Plain(subject.address), Some(subject)));
+            }
+            targets.extend([(
+                "kubectl proxy",
+                Target::Plain(kubectl.address),
+                Some(&kubectl),
+            )]);
             if let Some(nginx) = &nginx {
                 targets.push(("nginx", Target::Plain(nginx.address), Some(nginx)));
             }

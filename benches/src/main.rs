@@ -37,6 +37,11 @@ struct Args {
     /// Environment for kprox, KEY=VALUE; repeat for more (e.g. a runtime sweep).
     #[arg(long = "kprox-env", value_parser = parse_env)]
     kprox_env: Vec<(String, String)>,
+    /// Another kprox configuration to measure beside the default in the same rounds,
+    /// `LABEL:KEY=VALUE[,KEY=VALUE...]` (environment; `binary=PATH` runs another kprox build),
+    /// shown as `kprox LABEL`; repeat for more.
+    #[arg(long = "variant", value_parser = kprox_bench::Variant::parse)]
+    variants: Vec<kprox_bench::Variant>,
     /// A command to run kprox under, e.g. "heaptrack -o /tmp/kprox" (split on spaces).
     /// Memory and CPU figures are then the wrapper's process.
     #[arg(long)]
@@ -78,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             nginx: None,
             haproxy: None,
             wrk: None,
+            variants: Vec::new(),
         }
     };
     options.only = args.only.clone();
@@ -103,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     options.launch.env = args.kprox_env.clone();
+    options.variants = args.variants.clone();
     options.launch.wrap = args
         .wrap
         .iter()

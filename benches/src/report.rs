@@ -108,12 +108,24 @@ impl Report {
         }
     }
 
-    /// The targets this run measured (nginx only when it was installed).
-    pub fn subjects(&self) -> Vec<&'static str> {
-        SUBJECTS
-            .into_iter()
-            .filter(|s| self.records.iter().any(|r| r.subject == *s))
-            .collect()
+    /// The targets this run measured (nginx only when it was installed), in [`SUBJECTS`]'
+    /// order with kprox's variants (`--variant`) after kprox itself.
+    pub fn subjects(&self) -> Vec<&str> {
+        let measured = |s: &str| self.records.iter().any(|r| r.subject == s);
+        let mut subjects: Vec<&str> = SUBJECTS.into_iter().filter(|s| measured(s)).collect();
+        let mut variants: Vec<&str> = Vec::new();
+        for record in &self.records {
+            let name = record.subject.as_str();
+            if !SUBJECTS.contains(&name) && !variants.contains(&name) {
+                variants.push(name);
+            }
+        }
+        let after_kprox = subjects
+            .iter()
+            .position(|s| *s == "kprox")
+            .map_or(0, |i| i + 1);
+        subjects.splice(after_kprox..after_kprox, variants);
+        subjects
     }
 
     /// The workloads in the order they ran.

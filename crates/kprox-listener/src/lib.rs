@@ -32,6 +32,7 @@ mod splice;
 pub mod tls;
 pub mod upgrade;
 mod watch_path;
+mod workers;
 mod www;
 
 pub use body::{BoxError, IncomingBody, ProxyBody, full};
@@ -50,4 +51,5 @@ pub use request_body::BodyLimits;
 pub use request_head::HeadLimits;
 pub use serve::{Listener, ServeSettings, serve};
 pub use upgrade::Tunnels;
+pub use workers::Workers;
 pub use www::StaticFiles;

@@ -19,11 +19,12 @@ pub struct PassthroughSettings {
     pub close_on_ejection: bool,
 }
 
-/// Accepts until `stop_accepting`, then keeps the spliced connections until `close_all`.
+/// Accepts until `stop_accepting` (each connection spliced on the next of `workers`), then keeps the spliced connections until `close_all`.
 pub async fn serve_passthrough(
     listener: TcpListener,
     upstream: Arc<Upstream>,
     settings: PassthroughSettings,
+    workers: Arc<crate::Workers>,
     stop_accepting: impl Future<Output = ()>,
     close_all: impl Future<Output = ()>,
 ) {
@@ -37,7 +38,10 @@ pub async fn serve_passthrough(
         };
         match accepted {
             Ok((client, _)) => {
-                connections.spawn(relay(client, upstream.clone(), settings));
+                let upstream = upstream.clone();
+                workers.spawn_tcp(&mut connections, client, move |client| {
+                    relay(client, upstream, settings)
+                });
             }
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.

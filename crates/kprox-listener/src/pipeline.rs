@@ -210,7 +210,8 @@ impl Pipeline {
         if let Some(files) = &self.static_files
             && files.covers(&path.judged)
         {
-            return files.serve(request.method(), &path).await;
+            // Boxed, like the upgrade below: the common path's future stays small (see handle).
+            return Box::pin(files.serve(request.method(), &path)).await;
         }
         let Some(path) = self.strip_prefix(&path) else {
             return status_response(
@@ -241,7 +242,7 @@ impl Pipeline {
         }
         let path = path.forwarded;
         match protocol {
-            Some(_) => forwarder.forward_upgrade(request, &path, client).await,
+            Some(_) => Box::pin(forwarder.forward_upgrade(request, &path, client)).await,
             None => forwarder.forward(request, &path, client).await,
         }
     }

@@ -77,6 +77,8 @@ pub struct ServeSettings {
     pub drain: Arc<crate::Drain>,
     /// Who may use loopback and unix-socket connections; `None` serves any local user.
     pub local_users: Option<Arc<LocalUsers>>,
+    /// The runtimes connections are served on, in turn (none: the one that accepts).
+    pub workers: Arc<crate::Workers>,
 }
 
 impl ServeSettings {
@@ -99,6 +101,7 @@ impl ServeSettings {
             grace: listen.shutdown_grace.get(),
             drain,
             local_users: local_users.map(Arc::new),
+            workers: Arc::default(),
         }
     }
 }
@@ -188,21 +191,20 @@ pub async fn serve<H: Handler>(
             connections.spawn(Box::pin(refuse(connection, message, metrics, io, tls)));
             continue;
         }
-        match (io, settings.tls.clone()) {
-            (Stream::Tcp(tcp), Some(tls)) => {
-                let handshake_timeout = settings.timeouts.header_read;
-                connections.spawn(async move {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => connection.run(tls).await,
-                        Ok(Err(error)) => tracing::debug!(%error, "client TLS handshake failed"),
-                        Err(_) => tracing::debug!("client TLS handshake timed out"),
+        let tls = settings.tls.clone();
+        settings
+            .workers
+            .spawn(&mut connections, io, move |io| async move {
+                match (io, tls) {
+                    // Boxed: a plain connection's task (an open watch's, for hours) stays the size
+                    // of its own state, not that of a TLS one.
+                    (Stream::Tcp(tcp), Some(tls)) => {
+                        Box::pin(serve_tls(connection, tcp, tls)).await
                     }
-                })
-            }
-            (Stream::Tcp(tcp), None) => connections.spawn(connection.run(tcp)),
-            (Stream::Unix(unix), _) => connections.spawn(connection.run(unix)),
-        };
+                    (Stream::Tcp(tcp), None) => connection.run(tcp).await,
+                    (Stream::Unix(unix), _) => connection.run(unix).await,
+                }
+            });
     }
     // Stop accepting: new connections are refused from here on.
     drop(listener);
@@ -229,6 +231,21 @@ pub async fn serve<H: Handler>(
             );
             connections.abort_all();
         }
+    }
+}
+
+/// Serves a TLS connection once its handshake is done (within the header-read timeout).
+async fn serve_tls<H: Handler>(
+    connection: Connection<H>,
+    tcp: tokio::net::TcpStream,
+    tls: Arc<rustls::ServerConfig>,
+) {
+    let handshake_timeout = connection.timeouts.header_read;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => connection.run(tls).await,
+        Ok(Err(error)) => tracing::debug!(%error, "client TLS handshake failed"),
+        Err(_) => tracing::debug!("client TLS handshake timed out"),
     }
 }
 
@@ -404,7 +421,7 @@ where
     }
 }
 
-enum Stream {
+pub(crate) enum Stream {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
 }

@@ -25,6 +25,7 @@ mod watch;
 mod watch_event;
 mod watch_protobuf;
 pub mod watch_request;
+pub mod worker;
 
 pub use balancer::Policy;
 pub use body::ResponseBody;

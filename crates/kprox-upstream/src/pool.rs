@@ -8,6 +8,13 @@
 //! background (up to `max_connections`): one connection is one TLS stream and one task, which
 //! serialises a busy endpoint's traffic onto one core.
 //!
+//! On a worker thread ([`crate::worker`]), other requests prefer the connections opened on
+//! that thread, whose drivers run there too, and a connection opened to spread load is opened
+//! on the thread whose request found the others busy, up to its share of `max_connections`
+//! (at least one): under load a request and its answer then never cross threads, while a
+//! lightly used kprox keeps one connection. Watches take any connection with room, so they
+//! still pack.
+//!
 //! Reading the HTTP/2 set is lock-free (an `ArcSwap` snapshot plus atomic stream counters); the
 //! HTTP/1.1 idle list takes a short mutex, and opening connections is serialised per endpoint
 //! until the protocol is known so a burst does not open a connection per request.
@@ -74,6 +81,8 @@ struct H2Conn {
     /// The server's stream limit for this connection (one stream until it is known).
     limit: StreamLimit,
     streams: Arc<StreamCounts>,
+    /// The worker thread that opened it, where its driver runs.
+    worker: Option<usize>,
 }
 
 /// The streams open on one HTTP/2 connection.
@@ -94,6 +103,7 @@ impl H2Conn {
             sender,
             limit,
             streams: Arc::new(streams),
+            worker: crate::worker::current(),
         }
     }
 }
@@ -130,6 +140,14 @@ impl Drop for StreamGuard {
             self.streams.idle_since_ms.store(now, Ordering::Relaxed);
         }
     }
+}
+
+/// A stream slot taken on an HTTP/2 connection.
+struct H2Checkout {
+    sender: http2::SendRequest<RequestBody>,
+    guard: StreamGuard,
+    /// Non-watch streams the connection carried before this one.
+    busy_before: usize,
 }
 
 #[derive(Debug)]
@@ -219,10 +237,11 @@ impl EndpointPool {
         // A pooled connection can turn out dead between checks; a few tries cover a burst of
         // stale ones without looping forever.
         for _ in 0..4 {
-            if let Some((sender, guard, busy_before)) = self.checkout_h2(watch) {
-                if !watch && busy_before >= self.settings.spread_streams {
+            if let Some(checkout) = self.checkout_h2(watch) {
+                if !watch && checkout.busy_before >= self.settings.spread_streams {
                     self.spread(connector);
                 }
+                let H2Checkout { sender, guard, .. } = checkout;
                 request = match self.send_h2(sender, guard, request).await {
                     Ok(response) => return Ok(response),
                     Err((error, Some(unsent))) => {
@@ -244,13 +263,24 @@ impl EndpointPool {
             }
             break;
         }
-        self.send_on_new_connection(connector, request, watch).await
+        // Boxed: connecting (TCP, TLS, the HTTP/2 handshake) is a large future that most
+        // requests never need, and every request's future would otherwise carry its size.
+        Box::pin(self.send_on_new_connection(connector, request, watch)).await
     }
 
-    /// Opens one more HTTP/2 connection in the background, unless one is being opened or the
-    /// pool is at `max_connections`.
+    /// Opens one more HTTP/2 connection on this thread in the background, unless one is being
+    /// opened, the pool is at `max_connections`, or this worker has its share of them.
     fn spread(self: &Arc<Self>, connector: &Arc<Connector>) {
-        if self.h2.load().len() >= self.settings.max_connections
+        let worker = crate::worker::current();
+        let share = self
+            .settings
+            .max_connections
+            .div_ceil(crate::worker::count())
+            .max(1);
+        let list = self.h2.load();
+        let own = list.iter().filter(|c| c.worker == worker).count();
+        if list.len() >= self.settings.max_connections
+            || own >= share
             || self.spreading.swap(true, Ordering::AcqRel)
         {
             return;
@@ -298,7 +328,7 @@ impl EndpointPool {
         for limit in unknown {
             limit.wait_known().await;
         }
-        if let Some((sender, guard, _)) = self.checkout_h2(watch) {
+        if let Some(H2Checkout { sender, guard, .. }) = self.checkout_h2(watch) {
             return self.send_h2(sender, guard, request).await;
         }
         // The attempt we waited for failed: do not queue up another full timeout behind it;
@@ -341,14 +371,12 @@ impl EndpointPool {
         }
     }
 
-    /// A connection with a free stream slot, the slot already taken, and how many non-watch
-    /// streams it carried before. Watches take the first connection with room; other requests
-    /// the one carrying the fewest of them.
-    fn checkout_h2(
-        &self,
-        watch: bool,
-    ) -> Option<(http2::SendRequest<RequestBody>, StreamGuard, usize)> {
+    /// A connection with a free stream slot, the slot already taken. Watches take the first
+    /// connection with room; other requests the one of this thread's carrying the fewest of
+    /// them, or else any with room.
+    fn checkout_h2(&self, watch: bool) -> Option<H2Checkout> {
         let list = self.h2.load();
+        let worker = crate::worker::current();
         let has_room = |conn: &H2Conn| {
             let limit = self.settings.max_streams.min(conn.limit.streams());
             (!conn.sender.is_closed() && conn.streams.in_flight.load(Ordering::Relaxed) < limit)
@@ -358,7 +386,7 @@ impl EndpointPool {
             None
         } else {
             list.iter()
-                .filter(|conn| has_room(conn).is_some())
+                .filter(|conn| conn.worker == worker && has_room(conn).is_some())
                 .min_by_key(|conn| conn.streams.busy.load(Ordering::Relaxed))
         };
         // The preferred connection first, then any with room (it may have filled meanwhile).
@@ -370,7 +398,11 @@ impl EndpointPool {
             let busy_before = conn.streams.busy.load(Ordering::Relaxed);
             let guard = StreamGuard::new(conn.streams.clone(), self.epoch, !watch);
             if taken < limit {
-                return Some((conn.sender.clone(), guard, busy_before));
+                return Some(H2Checkout {
+                    sender: conn.sender.clone(),
+                    guard,
+                    busy_before,
+                });
             }
             drop(guard); // full: give the slot back
         }

@@ -639,13 +639,11 @@ impl Upstream {
                 Request::from_parts(parts.clone(), request_body),
                 watch,
             );
-            let outcome = if replayable && endpoints.len() > 1 {
-                match self.unless_ejected(endpoint, sent, &parts).await {
-                    Hedge::Original(outcome) => outcome,
-                    Hedge::Elsewhere(answer) => return answer,
-                }
-            } else {
-                sent.await
+            // One await of `sent` (two would give the future two places in this one's state).
+            let hedge = replayable && endpoints.len() > 1;
+            let outcome = match self.unless_ejected(endpoint, sent, &parts, hedge).await {
+                Hedge::Original(outcome) => outcome,
+                Hedge::Elsewhere(answer) => return answer,
             };
             match outcome {
                 Ok(response) => {
@@ -742,18 +740,24 @@ impl Upstream {
         Err(self.final_error(last_error, only_refusals))
     }
 
-    /// Waits for `sent`, unless `endpoint` is taken out of rotation first (a stalled
-    /// apiserver: it accepted the request and answers nothing). Then the request — replayable,
-    /// with no answer yet — is sent again through the balancer, and the first answer wins; the
-    /// other attempt is cancelled. Writes never come here: only replayable requests.
+    /// Waits for `sent`; with `hedge`, only until `endpoint` is taken out of rotation (a
+    /// stalled apiserver: it accepted the request and answers nothing). Then the request —
+    /// replayable, with no answer yet — is sent again through the balancer, and the first
+    /// answer wins; the other attempt is cancelled. Only replayable requests are hedged, never
+    /// writes.
     async fn unless_ejected(
         &self,
         endpoint: &EndpointState,
         sent: impl Future<Output = Attempt>,
         parts: &http::request::Parts,
+        hedge: bool,
     ) -> Hedge {
+        tokio::pin!(sent);
+        if !hedge {
+            return Hedge::Original(sent.await);
+        }
         let ejected = endpoint.ejected.notified();
-        tokio::pin!(sent, ejected);
+        tokio::pin!(ejected);
         tokio::select! {
             biased;
             outcome = &mut sent => return Hedge::Original(outcome),

@@ -13,7 +13,10 @@ use crate::run::serve_then;
 const DEMO_TOKEN: &str = "kprox-demo-token";
 
 /// Runs the demo until interrupted.
-pub async fn run(config: anyhow::Result<Config>) -> anyhow::Result<()> {
+pub async fn run(
+    config: anyhow::Result<Config>,
+    workers: std::sync::Arc<kprox_listener::Workers>,
+) -> anyhow::Result<()> {
     // One cluster: three apiservers over one store, as over one etcd.
     let cluster = FakeCluster::start(3, DEMO_TOKEN, |n| FakeOptions {
         ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, u8::try_from(n + 1).unwrap_or(1))),
@@ -39,7 +42,7 @@ pub async fn run(config: anyhow::Result<Config>) -> anyhow::Result<()> {
     }
     let access = kprox_auth::load(&config.kubeconfig)?;
     let upstreams = config.upstream.servers.join(", ");
-    let served = serve_then(&config, &access, None, |address| {
+    let served = serve_then(&config, &access, None, workers, |address| {
         let base = if address.starts_with('/') {
             format!("--unix-socket {address} http://localhost")
         } else {

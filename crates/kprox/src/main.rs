@@ -16,6 +16,7 @@ mod lifecycle;
 mod listen_socket;
 mod live_reload;
 mod run;
+mod runtimes;
 mod shell_docs;
 mod systemd;
 mod tls_source;
@@ -45,24 +46,19 @@ fn main() -> ExitCode {
     let worker_threads = config
         .as_ref()
         .map_or(0, |config| config.runtime.worker_threads);
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // Named so that top -H, perf sched and /proc tell kprox's threads from a client's.
-    builder.thread_name("kprox-worker");
-    if worker_threads > 0 {
-        builder.worker_threads(worker_threads);
-    }
-    let runtime = match builder.enable_all().build() {
-        Ok(runtime) => runtime,
+    let runtimes = match runtimes::start(worker_threads) {
+        Ok(runtimes) => runtimes,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let workers = runtimes.workers.clone();
+    let result = runtimes.main.block_on(async {
         match &cli.command {
-            None => run::run(&cli.flags, config).await,
+            None => run::run(&cli.flags, config, workers).await,
             #[cfg(feature = "demo")]
-            Some(Command::Demo) => demo::run(config).await,
+            Some(Command::Demo) => demo::run(config, workers).await,
             #[cfg(not(feature = "demo"))]
             Some(Command::Demo) => {
                 Err(anyhow::anyhow!(

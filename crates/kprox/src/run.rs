@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kprox_config::Config;
+use kprox_listener::Workers;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin_status::LiveAdmin;
@@ -19,20 +20,26 @@ use crate::live_reload::Reloader;
 use crate::wiring;
 
 /// Runs the proxy with `config`, loaded from `flags` (which live reload loads again).
-pub async fn run(flags: &ProxyFlags, config: anyhow::Result<Config>) -> anyhow::Result<()> {
+/// Connections are served on `workers` (`runtimes.rs`).
+pub async fn run(
+    flags: &ProxyFlags,
+    config: anyhow::Result<Config>,
+    workers: Arc<Workers>,
+) -> anyhow::Result<()> {
     let config = config?;
     kprox_telemetry::init_logging(&config.log)?;
     let access = kprox_auth::load(&config.kubeconfig)?;
-    serve_then(&config, &access, Some(flags), |_| {}).await
+    serve_then(&config, &access, Some(flags), workers, |_| {}).await
 }
 
 /// Assembles and builds the stack for `access`, binds, announces and serves until a signal,
 /// calling `on_serving` with the bound address once the startup line is out. Reloads from
-/// `reload_with` when given.
+/// `reload_with` when given. Connections are served on `workers`.
 pub async fn serve_then(
     config: &Config,
     access: &kprox_auth::ClusterAccess,
     reload_with: Option<&ProxyFlags>,
+    workers: Arc<Workers>,
     on_serving: impl FnOnce(&str),
 ) -> anyhow::Result<()> {
     // Bound first: a busy address is the likeliest start-up failure, and it is reported
@@ -41,11 +48,9 @@ pub async fn serve_then(
     let admin = wiring::bind_admin(config).await?;
     let passthrough = wiring::bind_passthrough(config).await?;
     let parts = assemble(config, access).await?;
-    let stack = wiring::build(config, access, &parts).await?;
-    tracing::info!(
-        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
-        "runtime ready"
-    );
+    let mut stack = wiring::build(config, access, &parts).await?;
+    tracing::info!(worker_threads = workers.len().max(1), "runtime ready");
+    stack.serve_settings.workers = workers.clone();
     if config.filter.disable {
         tracing::warn!(
             "request filter is disabled, this is dangerous: any web page you visit can use your cluster credentials (XSRF)"
@@ -123,6 +128,7 @@ pub async fn serve_then(
             kprox_listener::PassthroughSettings {
                 close_on_ejection: config.passthrough.close_on_ejection,
             },
+            workers.clone(),
             stopping.clone().cancelled_owned(),
             passthrough_close.clone().cancelled_owned(),
         ));

@@ -1,14 +1,18 @@
 //! `-u/--unix-socket`: a socket only its owner can use (mode 0600), replacing a stale one.
 //!
 //! The socket is bound inside a fresh private directory, given its mode, and renamed into
-//! place, so there is no moment when another user could connect to it.
+//! place, so there is no moment when another user could connect to it. It listens with the
+//! same backlog as the TCP listeners ([`crate::listen_socket::LISTEN_BACKLOG`]), not the
+//! standard library's 128, so a burst of clients is queued rather than refused.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Context as _;
 use kprox_listener::Listener;
-use tokio::net::UnixListener;
+use tokio::net::UnixSocket;
+
+use crate::listen_socket::LISTEN_BACKLOG;
 
 /// Binds `path`.
 pub async fn bind(path: &Path) -> anyhow::Result<Listener> {
@@ -39,8 +43,12 @@ pub async fn bind(path: &Path) -> anyhow::Result<Listener> {
         .tempdir_in(parent)
         .with_context(|| format!("{}: cannot create the socket", path.display()))?;
     let staging = private.path().join("s");
-    let listener =
-        UnixListener::bind(&staging).with_context(|| format!("{}: cannot bind", path.display()))?;
+    let listener = UnixSocket::new_stream()
+        .and_then(|socket| {
+            socket.bind(&staging)?;
+            socket.listen(LISTEN_BACKLOG)
+        })
+        .with_context(|| format!("{}: cannot bind", path.display()))?;
     std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))?;
     std::fs::rename(&staging, path)
         .with_context(|| format!("{}: cannot move the socket into place", path.display()))?;
