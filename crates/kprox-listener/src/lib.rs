@@ -29,6 +29,7 @@ mod rewind;
 pub mod sanitise;
 mod serve;
 mod splice;
+mod stream;
 pub mod tls;
 pub mod upgrade;
 mod watch_path;

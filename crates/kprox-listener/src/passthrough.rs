@@ -37,12 +37,16 @@ pub async fn serve_passthrough(
             () = &mut stop_accepting => break,
         };
         match accepted {
-            Ok((client, _)) => {
-                let upstream = upstream.clone();
-                workers.spawn_tcp(&mut connections, client, move |client| {
-                    relay(client, upstream, settings)
-                });
-            }
+            Ok((client, _)) => match workers.assign_tcp(client) {
+                Ok((client, worker)) => crate::workers::spawn_in(
+                    &mut connections,
+                    worker,
+                    relay(client, upstream.clone(), settings),
+                ),
+                Err(error) => {
+                    tracing::debug!(%error, "a pass-through connection could not be handed to a worker");
+                }
+            },
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(%error, "pass-through accept failed");

@@ -25,7 +25,9 @@ use crate::handler::Handler;
 use crate::local_users::{LocalUsers, RefusePeer, Verdict};
 use crate::request_head::HeadLimits;
 use crate::rewind::Rewind;
+use crate::stream::Stream;
 use crate::watch_path::{self, Answered, FirstRead};
+use crate::workers::spawn_in;
 
 /// A bound listening socket.
 #[derive(Debug)]
@@ -191,20 +193,20 @@ pub async fn serve<H: Handler>(
             connections.spawn(Box::pin(refuse(connection, message, metrics, io, tls)));
             continue;
         }
-        let tls = settings.tls.clone();
-        settings
-            .workers
-            .spawn(&mut connections, io, move |io| async move {
-                match (io, tls) {
-                    // Boxed: a plain connection's task (an open watch's, for hours) stays the size
-                    // of its own state, not that of a TLS one.
-                    (Stream::Tcp(tcp), Some(tls)) => {
-                        Box::pin(serve_tls(connection, tcp, tls)).await
-                    }
-                    (Stream::Tcp(tcp), None) => connection.run(tcp).await,
-                    (Stream::Unix(unix), _) => connection.run(unix).await,
-                }
-            });
+        let (io, worker) = match settings.workers.assign(io) {
+            Ok(assigned) => assigned,
+            Err(error) => {
+                tracing::debug!(%error, "a new connection could not be handed to a worker");
+                continue;
+            }
+        };
+        match (io, settings.tls.clone()) {
+            (Stream::Tcp(tcp), Some(tls)) => {
+                spawn_in(&mut connections, worker, serve_tls(connection, tcp, tls));
+            }
+            (Stream::Tcp(tcp), None) => spawn_in(&mut connections, worker, connection.run(tcp)),
+            (Stream::Unix(unix), _) => spawn_in(&mut connections, worker, connection.run(unix)),
+        }
     }
     // Stop accepting: new connections are refused from here on.
     drop(listener);
@@ -419,11 +421,6 @@ where
     fn start_graceful_shutdown(self: std::pin::Pin<&mut Self>) {
         self.graceful_shutdown();
     }
-}
-
-pub(crate) enum Stream {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
 }
 
 async fn accept(listener: &Listener) -> std::io::Result<(Stream, Option<IpAddr>)> {

@@ -2,7 +2,7 @@
 //!
 //! kprox serves on one single-threaded runtime per core (the binary sets them up, the
 //! listener spreads client connections over them). A request is cheapest when it never
-//! leaves its thread: the pool ([`crate::pool`]) sends it on an HTTP/2 connection whose
+//! leaves its thread: the pool (`pool.rs`) sends it on an HTTP/2 connection whose
 //! driver runs on the same thread, so handing the request over and getting the answer back
 //! wake a task on this thread, not another core (measured: a fifth of the CPU per small
 //! request went to cross-thread wake-ups and context switches).
