@@ -300,13 +300,9 @@ fn a_unix_socket_with_a_custom_port_is_refused() {
     assert!(line.contains("listen.unix_socket"), "{line}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_unix_socket_is_private_replaces_a_stale_one_and_serves_curl() {
-    let cluster = Cluster::start().await;
-    let socket = cluster.dir.path().join("kprox.sock");
-    // A stale socket left by a dead process.
-    drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
-    let kprox = Kprox::start_exact(
+/// kprox serving `cluster` on the unix socket `socket` only (no admin listener).
+fn start_on_unix_socket(cluster: &Cluster, socket: &std::path::Path) -> Kprox {
+    Kprox::start_exact(
         &[
             "--admin-address",
             "off",
@@ -316,7 +312,16 @@ async fn a_unix_socket_is_private_replaces_a_stale_one_and_serves_curl() {
             &socket.display().to_string(),
         ],
         &[],
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unix_socket_is_private_replaces_a_stale_one_and_serves_curl() {
+    let cluster = Cluster::start().await;
+    let socket = cluster.dir.path().join("kprox.sock");
+    // A stale socket left by a dead process.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
+    let kprox = start_on_unix_socket(&cluster, &socket);
     assert_eq!(kprox.address, socket.display().to_string());
     let meta = std::fs::metadata(&socket).expect("socket exists");
     assert!(meta.file_type().is_socket());
@@ -956,17 +961,7 @@ async fn every_listener_queues_a_burst_of_connections_as_large_as_the_kernel_all
     drop(kprox);
 
     let socket = cluster.dir.path().join("burst.sock");
-    let _unix_socket_kprox = Kprox::start_exact(
-        &[
-            "--admin-address",
-            "off",
-            "--kubeconfig",
-            &cluster.kubeconfig_arg(),
-            "--unix-socket",
-            &socket.display().to_string(),
-        ],
-        &[],
-    );
+    let _unix_socket_kprox = start_on_unix_socket(&cluster, &socket);
     assert_eq!(
         unix_listen_backlog(&socket),
         expected,

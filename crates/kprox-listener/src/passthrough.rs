@@ -19,7 +19,8 @@ pub struct PassthroughSettings {
     pub close_on_ejection: bool,
 }
 
-/// Accepts until `stop_accepting` (each connection spliced on the next of `workers`), then keeps the spliced connections until `close_all`.
+/// Accepts until `stop_accepting`, splicing each connection on the next of `workers`, then
+/// keeps the spliced connections until `close_all`.
 pub async fn serve_passthrough(
     listener: TcpListener,
     upstream: Arc<Upstream>,

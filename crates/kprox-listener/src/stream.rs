@@ -1,34 +1,32 @@
-//! An accepted client socket, TCP or unix, and the same socket between two runtimes'
-//! reactors while it is handed to a worker (`workers.rs`).
+//! An accepted client socket, TCP or unix, and how it moves to another runtime's reactor when
+//! it is handed to a worker (`workers.rs`).
+
+use tokio::net::{TcpStream, UnixStream};
+use tokio::runtime::Handle;
 
 /// An accepted client socket.
 pub(crate) enum Stream {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-/// A socket between two runtimes' reactors.
-pub(crate) enum Detached {
-    Tcp(std::net::TcpStream),
-    Unix(std::os::unix::net::UnixStream),
+    Tcp(TcpStream),
+    Unix(UnixStream),
 }
 
 impl Stream {
-    /// Takes the socket off this runtime's reactor.
-    pub(crate) fn detach(self) -> std::io::Result<Detached> {
+    /// The same socket, registered with `runtime`'s reactor instead of this one's.
+    pub(crate) fn move_to(self, runtime: &Handle) -> std::io::Result<Self> {
         Ok(match self {
-            Self::Tcp(tcp) => Detached::Tcp(tcp.into_std()?),
-            Self::Unix(unix) => Detached::Unix(unix.into_std()?),
+            Self::Tcp(tcp) => Self::Tcp(tcp_move_to(tcp, runtime)?),
+            Self::Unix(unix) => {
+                let unix = unix.into_std()?;
+                let _runtime = runtime.enter();
+                Self::Unix(UnixStream::from_std(unix)?)
+            }
         })
     }
 }
 
-impl Detached {
-    /// Registers the socket with the current runtime's reactor (it is still non-blocking).
-    pub(crate) fn attach(self) -> std::io::Result<Stream> {
-        Ok(match self {
-            Self::Tcp(tcp) => Stream::Tcp(tokio::net::TcpStream::from_std(tcp)?),
-            Self::Unix(unix) => Stream::Unix(tokio::net::UnixStream::from_std(unix)?),
-        })
-    }
+/// [`Stream::move_to`] for a TCP socket (it stays non-blocking throughout).
+pub(crate) fn tcp_move_to(tcp: TcpStream, runtime: &Handle) -> std::io::Result<TcpStream> {
+    let tcp = tcp.into_std()?;
+    let _runtime = runtime.enter();
+    TcpStream::from_std(tcp)
 }
