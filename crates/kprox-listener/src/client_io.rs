@@ -11,10 +11,11 @@
 //!   the client must take [`WRITE_PROGRESS`] bytes per `write_timeout` (about 1 KiB/s at the
 //!   default 60 s), or find the socket free again, for the clock to start over.
 //!
-//! It also reads request heads for what hyper's parser forgives but a smuggler relies on
-//! another parser reading differently: a bare-LF line ending closes the connection; a
-//! `Content-Length` beside `Transfer-Encoding`, or two `Content-Length`s (which hyper resolves
-//! by the RFC and hides from the handler), mark the request ambiguous and it is answered 400.
+//! It also scans request heads before hyper parses them ([`HeadScan`]): a bare-LF line ending
+//! closes the connection; ambiguous body framing marks the request, which is answered 400; a
+//! head with more fields than the limit is answered 431 with a `Status` body from here, the rest
+//! of the head read and dropped (so closing does not reset the answer away), and the
+//! connection closes without hyper seeing the head.
 //!
 //! While a request is being answered nothing here times out the read side: a watch may wait
 //! hours for an event, and the request body has its own deadline (`request_body.rs`). After a
@@ -28,9 +29,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use crate::head_scan::{HeadScan, Scanned};
+use crate::request_head::{HeadLimits, too_many_fields_answer};
 
 /// Bytes a client must take, once the socket has pushed back, within `write_timeout`.
 pub const WRITE_PROGRESS: u64 = 64 * 1024;
@@ -150,93 +155,88 @@ impl Timer {
     }
 }
 
-/// Looks for a bare LF (an LF not preceded by CR) in request heads.
-#[derive(Debug)]
-struct HeadScan {
-    /// The byte before the ones being fed, whatever part of the stream it belonged to.
-    prev: u8,
-    /// The current line has no byte other than CR yet.
-    line_empty: bool,
-    /// A non-empty line has ended: an empty line now ends the head.
-    seen_line: bool,
-    /// The head has ended; what follows is body or the next request.
-    done: bool,
-    /// The start of the current line, lower-cased (long enough for the names below).
-    line: [u8; 18],
-    line_len: usize,
-    content_lengths: u8,
-    transfer_encodings: u8,
+/// The most of a refused head read and dropped after the answer.
+const DRAIN_LIMIT: usize = 256 * 1024;
+
+/// An answer written in place of a request hyper is not to read. Then the rest of the head is
+/// read and dropped, so that closing with unread bytes does not reset the connection before the
+/// client has read the answer.
+struct Refusal {
+    answer: Bytes,
+    written: usize,
+    flushed: bool,
+    drained: usize,
 }
 
-impl Default for HeadScan {
-    fn default() -> Self {
+impl Refusal {
+    fn new(answer: Bytes) -> Self {
         Self {
-            prev: 0,
-            line_empty: true,
-            seen_line: false,
-            done: false,
-            line: [0; 18],
-            line_len: 0,
-            content_lengths: 0,
-            transfer_encodings: 0,
+            answer,
+            written: 0,
+            flushed: false,
+            drained: 0,
         }
     }
-}
 
-impl HeadScan {
-    /// Ready for the next request head.
-    fn restart(&mut self) {
-        *self = Self {
-            prev: self.prev,
-            ..Self::default()
+    /// Writes the answer and drains the head, within the head's `deadline`; `Ready(error)`
+    /// once done, for hyper, which then closes the connection.
+    fn poll<T: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        inner: &mut T,
+        scan: &mut HeadScan,
+        timer: &mut Timer,
+        deadline: Instant,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Error> {
+        let timed_out = || {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not take the 431 in time",
+            )
         };
-    }
-
-    /// Feeds bytes of a request head; `false` on a bare LF.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
-        for &byte in bytes {
-            if self.done {
-                break;
-            }
-            match byte {
-                b'\n' if self.prev != b'\r' => return false,
-                b'\n' => {
-                    if !self.line_empty {
-                        self.seen_line = true;
-                        let line = &self.line[..self.line_len];
-                        if line.starts_with(b"content-length:") {
-                            self.content_lengths = self.content_lengths.saturating_add(1);
-                        } else if line.starts_with(b"transfer-encoding:") {
-                            self.transfer_encodings = self.transfer_encodings.saturating_add(1);
-                        }
-                    } else if self.seen_line {
-                        self.done = true;
-                    }
-                    self.line_empty = true;
-                    self.line_len = 0;
-                }
-                b'\r' => {}
-                _ => {
-                    self.line_empty = false;
-                    if self.line_len < self.line.len() {
-                        self.line[self.line_len] = byte.to_ascii_lowercase();
-                        self.line_len += 1;
-                    }
+        while self.written < self.answer.len() {
+            match Pin::new(&mut *inner).poll_write(cx, &self.answer[self.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(error)) => return Poll::Ready(error),
+                Poll::Pending => {
+                    ready!(timer.poll_at(deadline, cx));
+                    return Poll::Ready(timed_out());
                 }
             }
-            self.prev = byte;
         }
-        if let Some(&last) = bytes.last() {
-            self.prev = last;
+        if !self.flushed {
+            match Pin::new(&mut *inner).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flushed = true,
+                Poll::Ready(Err(error)) => return Poll::Ready(error),
+                Poll::Pending => {
+                    ready!(timer.poll_at(deadline, cx));
+                    return Poll::Ready(timed_out());
+                }
+            }
         }
-        true
-    }
-
-    /// The finished head framed its body ambiguously.
-    fn ambiguous(&self) -> bool {
-        self.done
-            && (self.content_lengths > 1
-                || (self.content_lengths > 0 && self.transfer_encodings > 0))
+        let mut scratch = [0u8; 2048];
+        while !scan.done() && self.drained < DRAIN_LIMIT {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => break,
+                Poll::Ready(Ok(())) => {
+                    self.drained += buf.filled().len();
+                    if scan.feed(buf.filled()) == Scanned::BareLf {
+                        break;
+                    }
+                }
+                Poll::Ready(Err(_)) => break,
+                Poll::Pending => {
+                    ready!(timer.poll_at(deadline, cx));
+                    break;
+                }
+            }
+        }
+        Poll::Ready(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a request head with too many header fields, answered 431",
+        ))
     }
 }
 
@@ -272,6 +272,9 @@ pub(crate) struct ClientIo<T> {
     /// The request side was busy at the last look.
     was_busy: bool,
     head_scan: HeadScan,
+    /// The answer to a head over the field limit, once one arrived.
+    refusal: Option<Box<Refusal>>,
+    metrics: Option<Arc<kprox_telemetry::Metrics>>,
     read_timer: Timer,
     /// Bytes written to the client so far.
     written: u64,
@@ -283,7 +286,14 @@ pub(crate) struct ClientIo<T> {
 }
 
 impl<T: ClientSocket> ClientIo<T> {
-    pub(crate) fn new(inner: T, state: Arc<ConnectionState>, timeouts: ConnectionTimeouts) -> Self {
+    /// `limits` for the header-field count; `metrics` where its refusals are counted.
+    pub(crate) fn new(
+        inner: T,
+        state: Arc<ConnectionState>,
+        timeouts: ConnectionTimeouts,
+        limits: HeadLimits,
+        metrics: Option<Arc<kprox_telemetry::Metrics>>,
+    ) -> Self {
         Self {
             inner,
             state,
@@ -291,13 +301,20 @@ impl<T: ClientSocket> ClientIo<T> {
             idle_since: Instant::now(),
             head_started: None,
             was_busy: false,
-            head_scan: HeadScan::default(),
+            head_scan: HeadScan::new(limits.max_headers),
+            refusal: None,
+            metrics,
             read_timer: Timer::default(),
             written: 0,
             write_blocked: None,
             write_was_pending: false,
             write_timer: Timer::default(),
         }
+    }
+
+    /// When the head being read must have arrived by.
+    fn head_deadline(&self) -> Instant {
+        self.head_started.unwrap_or(self.idle_since) + self.timeouts.header_read
     }
 
     fn tunnel(&self) -> bool {
@@ -386,13 +403,24 @@ impl<T: ClientSocket> ClientIo<T> {
         }
     }
 }
-impl<T: AsyncRead + ClientSocket + Unpin> AsyncRead for ClientIo<T> {
+impl<T: AsyncRead + AsyncWrite + ClientSocket + Unpin> AsyncRead for ClientIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let deadline = this.head_deadline();
+        if let Some(refusal) = this.refusal.as_deref_mut() {
+            let poll = refusal.poll(
+                &mut this.inner,
+                &mut this.head_scan,
+                &mut this.read_timer,
+                deadline,
+                cx,
+            );
+            return poll.map(Err);
+        }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if this.tunnel() {
@@ -411,11 +439,33 @@ impl<T: AsyncRead + ClientSocket + Unpin> AsyncRead for ClientIo<T> {
                 if !fresh.is_empty() && this.head_started.is_none() {
                     this.head_started = Some(Instant::now());
                 }
-                if !this.head_scan.feed(fresh) {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "a bare LF in a request head",
-                    )));
+                match this.head_scan.feed(fresh) {
+                    Scanned::Fine => {}
+                    Scanned::BareLf => {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "a bare LF in a request head",
+                        )));
+                    }
+                    Scanned::TooManyFields => {
+                        // hyper never sees this head: the answer and the close are ours.
+                        buf.set_filled(before);
+                        if let Some(metrics) = &this.metrics {
+                            metrics.rejected("headers");
+                        }
+                        let answer = too_many_fields_answer(this.head_scan.max_fields());
+                        let mut refusal = Box::new(Refusal::new(answer));
+                        let deadline = this.head_deadline();
+                        let poll = refusal.poll(
+                            &mut this.inner,
+                            &mut this.head_scan,
+                            &mut this.read_timer,
+                            deadline,
+                            cx,
+                        );
+                        this.refusal = Some(refusal);
+                        return poll.map(Err);
+                    }
                 }
                 if this.head_scan.ambiguous() {
                     this.state.ambiguous.store(true, Ordering::Relaxed);
@@ -473,54 +523,5 @@ impl<T: AsyncWrite + ClientSocket + Unpin> AsyncWrite for ClientIo<T> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.inner).poll_shutdown(cx);
         self.flushed(result, cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::HeadScan;
-
-    #[test]
-    fn crlf_heads_pass_and_the_scan_stops_at_their_end() {
-        let mut scan = HeadScan::default();
-        assert!(scan.feed(b"GET / HTTP/1.1\r\nHost: a\r"));
-        assert!(scan.feed(b"\n\r\nbody\nwith bare LFs\n"));
-        assert!(scan.done);
-    }
-
-    #[test]
-    fn a_bare_lf_anywhere_in_the_head_is_refused() {
-        assert!(!HeadScan::default().feed(b"GET / HTTP/1.1\nHost: a\r\n\r\n"));
-        assert!(!HeadScan::default().feed(b"GET / HTTP/1.1\r\nHost: a\n\r\n"));
-        let mut split = HeadScan::default();
-        assert!(split.feed(b"GET / HTTP/1.1\r\nX: y"));
-        assert!(!split.feed(b"\n"));
-    }
-
-    #[test]
-    fn ambiguous_framing_is_seen_in_the_raw_head() {
-        let mut both = HeadScan::default();
-        assert!(
-            both.feed(
-                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-            )
-        );
-        assert!(both.ambiguous());
-        let mut twice = HeadScan::default();
-        assert!(twice.feed(b"POST / HTTP/1.1\r\ncontent-length: 5\r\nCONTENT-LENGTH: 5\r\n\r\n"));
-        assert!(twice.ambiguous());
-        let mut fine = HeadScan::default();
-        assert!(
-            fine.feed(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nX-Content-Length: 1\r\n\r\n12345")
-        );
-        assert!(!fine.ambiguous());
-    }
-
-    #[test]
-    fn leading_empty_lines_do_not_end_the_head() {
-        let mut scan = HeadScan::default();
-        assert!(scan.feed(b"\r\nGET / HTTP/1.1\r\n"));
-        assert!(!scan.done);
-        assert!(!scan.feed(b"Host: a\n"));
     }
 }

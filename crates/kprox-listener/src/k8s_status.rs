@@ -26,9 +26,9 @@ pub fn reason(code: StatusCode) -> &'static str {
     }
 }
 
-/// A `Status` response: `kind: Status`, `status: Failure`, `reason`, `code`, `message`.
-pub fn status_response(code: StatusCode, message: &str) -> Response<ProxyBody> {
-    let body = json!({
+/// A `Status` body: `kind: Status`, `status: Failure`, `reason`, `code`, `message`.
+pub fn status_json(code: StatusCode, message: &str) -> String {
+    json!({
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -36,8 +36,13 @@ pub fn status_response(code: StatusCode, message: &str) -> Response<ProxyBody> {
         "message": message,
         "reason": reason(code),
         "code": code.as_u16(),
-    });
-    let mut response = Response::new(full(Bytes::from(body.to_string())));
+    })
+    .to_string()
+}
+
+/// A `Status` response (see [`status_json`]).
+pub fn status_response(code: StatusCode, message: &str) -> Response<ProxyBody> {
+    let mut response = Response::new(full(Bytes::from(status_json(code, message))));
     *response.status_mut() = code;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

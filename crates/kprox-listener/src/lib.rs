@@ -15,6 +15,7 @@ mod drain;
 pub mod filter;
 mod forward;
 mod handler;
+mod head_scan;
 pub mod hop_by_hop;
 mod k8s_status;
 mod local_users;

@@ -1,9 +1,19 @@
 //! Limits on a request's start line and headers (`listen.limits.max_headers`,
-//! `max_header_bytes`), answered `431` with a `Status` body. hyper enforces a hard ceiling at
-//! twice these (and answers a bare `431`), so a request between the two is read once and
-//! refused with an explanation.
+//! `max_header_bytes`), answered `431` with a `Status` body.
+//!
+//! The field count is enforced on the raw head before hyper parses it (`head_scan.rs`), so
+//! hyper's own ceiling on fields stays at its default (100) unless the limit is set higher:
+//! at the default hyper parses into arrays on the stack, and with any explicit ceiling it
+//! allocates and zeroes two arrays per request. The byte limit is checked on the parsed
+//! request; hyper's hard ceiling on bytes is twice it (and answers a bare `431`), so a head
+//! between the two is read once and refused with an explanation. The parsed check also
+//! counts fields, for heads the raw scan does not see (pipelined behind a request in flight).
 
-use http::Request;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+
+/// hyper's ceiling on header fields when none is set.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 /// The header limits.
 #[derive(Clone, Copy, Debug)]
@@ -31,9 +41,9 @@ impl From<&kprox_config::ListenLimits> for HeadLimits {
 }
 
 impl HeadLimits {
-    /// hyper's hard ceilings: twice ours.
-    pub fn hard_max_headers(&self) -> usize {
-        self.max_headers.saturating_mul(2)
+    /// The ceiling on fields to give hyper: none (its default) unless ours is higher.
+    pub fn hyper_max_headers(&self) -> Option<usize> {
+        (self.max_headers > HYPER_DEFAULT_MAX_HEADERS).then_some(self.max_headers)
     }
 
     /// hyper's hard ceiling on the head's bytes: twice ours.
@@ -72,6 +82,21 @@ impl HeadLimits {
     }
 }
 
+/// The whole HTTP/1.1 answer to a head with more than `max_fields` fields, written in
+/// place of hyper's: `431`, a `Status` body, and the connection closes.
+pub(crate) fn too_many_fields_answer(max_fields: u32) -> Bytes {
+    let body = crate::k8s_status::status_json(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        &format!(
+            "kprox refused this request: it has more than {max_fields} header fields (listen.limits.max_headers)"
+        ),
+    );
+    Bytes::from(format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +125,37 @@ mod tests {
             .check(&request(&many))
             .expect_err("over the count");
         assert!(error.contains("101 header fields"), "{error}");
+    }
+
+    #[test]
+    fn hyper_keeps_its_default_ceiling_unless_ours_is_higher() {
+        assert_eq!(HeadLimits::default().hyper_max_headers(), None);
+        let high = HeadLimits {
+            max_headers: 150,
+            ..HeadLimits::default()
+        };
+        assert_eq!(high.hyper_max_headers(), Some(150));
+    }
+
+    #[test]
+    fn the_raw_answer_is_a_complete_431_with_a_status_body() {
+        let answer = too_many_fields_answer(100);
+        let text = std::str::from_utf8(&answer).expect("ASCII");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+        assert!(head.starts_with("HTTP/1.1 431 "), "{head}");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let status: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(status["kind"], "Status");
+        assert_eq!(status["code"], 431);
+        assert!(
+            status["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("more than 100 header fields")),
+            "{status}"
+        );
     }
 
     #[test]

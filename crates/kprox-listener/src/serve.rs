@@ -64,8 +64,7 @@ pub struct ServeSettings {
     pub keepalive: Option<Duration>,
     /// Idle, header-read (also the TLS handshake's limit) and write timeouts.
     pub timeouts: ConnectionTimeouts,
-    /// Header limits; hyper refuses outright at twice these (the pipeline answers 431 with a
-    /// `Status` body below that).
+    /// Header limits, answered 431 with a `Status` body (`request_head.rs`).
     pub head_limits: HeadLimits,
     /// Serve HTTPS with this configuration instead of plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
@@ -176,8 +175,9 @@ pub async fn serve<H: Handler>(
             client,
             builder: http1_builder(&settings),
             timeouts: settings.timeouts,
+            head_limits: settings.head_limits,
             stop: stopping.subscribe(),
-            _open: (settings.metrics.clone().map(OpenConnection::new), permit),
+            open: (settings.metrics.clone().map(OpenConnection::new), permit),
         };
         // Judged before the connection's task exists, so a served connection's task is the
         // same as without the check; the lookup is a few system calls.
@@ -257,9 +257,10 @@ struct Connection<H> {
     client: Option<IpAddr>,
     builder: hyper::server::conn::http1::Builder,
     timeouts: ConnectionTimeouts,
+    head_limits: HeadLimits,
     stop: watch::Receiver<bool>,
     /// Counted as open, and holding a place under the cap, until served.
-    _open: (Option<OpenConnection>, tokio::sync::OwnedSemaphorePermit),
+    open: (Option<OpenConnection>, tokio::sync::OwnedSemaphorePermit),
 }
 
 /// The verdict on a TCP connection's local user.
@@ -284,8 +285,9 @@ async fn refuse<H: Handler>(
         client: connection.client,
         builder: connection.builder,
         timeouts: connection.timeouts,
+        head_limits: connection.head_limits,
         stop: connection.stop,
-        _open: connection._open,
+        open: connection.open,
     };
     match (io, tls) {
         (Stream::Tcp(tcp), Some(tls)) => {
@@ -308,7 +310,14 @@ impl<H: Handler> Connection<H> {
         T: AsyncRead + AsyncWrite + ClientSocket + Unpin + Send + 'static,
     {
         let state = Arc::new(ConnectionState::default());
-        let mut io = ClientIo::new(socket, state.clone(), self.timeouts);
+        let metrics = self.open.0.as_ref().map(|open| open.0.clone());
+        let mut io = ClientIo::new(
+            socket,
+            state.clone(),
+            self.timeouts,
+            self.head_limits,
+            metrics,
+        );
         let replay = match watch_path::read_first(&mut io).await {
             FirstRead::Closed => return,
             FirstRead::Other(bytes) => bytes,
@@ -374,8 +383,10 @@ fn http1_builder(settings: &ServeSettings) -> hyper::server::conn::http1::Builde
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(settings.timeouts.idle + settings.timeouts.header_read)
-        .max_headers(settings.head_limits.hard_max_headers())
         .max_header_size(hard_max_bytes);
+    if let Some(max) = settings.head_limits.hyper_max_headers() {
+        builder.max_headers(max);
+    }
     // hyper's read buffer (about 400 KiB by default) must hold the largest head allowed.
     if hard_max_bytes + 8192 > 400 * 1024 {
         builder.max_buf_size(hard_max_bytes + 8192);
