@@ -312,11 +312,6 @@ impl<T: ClientSocket> ClientIo<T> {
         }
     }
 
-    /// When the head being read must have arrived by.
-    fn head_deadline(&self) -> Instant {
-        self.head_started.unwrap_or(self.idle_since) + self.timeouts.header_read
-    }
-
     fn tunnel(&self) -> bool {
         self.state.tunnel.load(Ordering::Relaxed)
     }
@@ -403,6 +398,21 @@ impl<T: ClientSocket> ClientIo<T> {
         }
     }
 }
+impl<T: AsyncRead + AsyncWrite + ClientSocket + Unpin> ClientIo<T> {
+    /// Carries on with the refusal under way, if there is one.
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Error>> {
+        let deadline = self.head_started.unwrap_or(self.idle_since) + self.timeouts.header_read;
+        let refusal = self.refusal.as_deref_mut()?;
+        Some(refusal.poll(
+            &mut self.inner,
+            &mut self.head_scan,
+            &mut self.read_timer,
+            deadline,
+            cx,
+        ))
+    }
+}
+
 impl<T: AsyncRead + AsyncWrite + ClientSocket + Unpin> AsyncRead for ClientIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -410,16 +420,8 @@ impl<T: AsyncRead + AsyncWrite + ClientSocket + Unpin> AsyncRead for ClientIo<T>
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let deadline = this.head_deadline();
-        if let Some(refusal) = this.refusal.as_deref_mut() {
-            let poll = refusal.poll(
-                &mut this.inner,
-                &mut this.head_scan,
-                &mut this.read_timer,
-                deadline,
-                cx,
-            );
-            return poll.map(Err);
+        if let Some(refused) = this.poll_refusal(cx) {
+            return refused.map(Err);
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
@@ -454,17 +456,9 @@ impl<T: AsyncRead + AsyncWrite + ClientSocket + Unpin> AsyncRead for ClientIo<T>
                             metrics.rejected("headers");
                         }
                         let answer = too_many_fields_answer(this.head_scan.max_fields());
-                        let mut refusal = Box::new(Refusal::new(answer));
-                        let deadline = this.head_deadline();
-                        let poll = refusal.poll(
-                            &mut this.inner,
-                            &mut this.head_scan,
-                            &mut this.read_timer,
-                            deadline,
-                            cx,
-                        );
-                        this.refusal = Some(refusal);
-                        return poll.map(Err);
+                        this.refusal = Some(Box::new(Refusal::new(answer)));
+                        // From here on every read carries the refusal on.
+                        return Pin::new(this).poll_read(cx, buf);
                     }
                 }
                 if this.head_scan.ambiguous() {
