@@ -33,7 +33,9 @@ async fn the_benchmark_runs_every_workload_against_every_target() {
             assert!(summary.p50_ms <= summary.p99_ms, "{summary:?}");
             if subject != "direct" {
                 assert!(
-                    summary.cpu_seconds_per_10k.is_finite() && summary.peak_rss_mib > 1.0,
+                    summary.cpu_seconds_per_10k.is_finite()
+                        && summary.switches_per_request > 0.0
+                        && summary.peak_rss_mib > 1.0,
                     "{summary:?}"
                 );
             }
@@ -49,6 +51,23 @@ async fn the_benchmark_runs_every_workload_against_every_target() {
         "idle watches run through both proxies"
     );
     assert_eq!(report.starts.len(), 2);
+    let through: Vec<&str> = report
+        .slow_reads
+        .iter()
+        .map(|r| r.subject.as_str())
+        .collect();
+    assert_eq!(
+        through,
+        ["kprox", "kubectl proxy", "nginx", "haproxy"],
+        "slow readers go through every proxy"
+    );
+    for slow in &report.slow_reads {
+        assert_eq!(
+            slow.started, slow.readers,
+            "every slow reader was answered: {slow:?}"
+        );
+        assert!(slow.taken_bytes > 0 && slow.rss_kib > 0, "{slow:?}");
+    }
 
     let json = report.to_json();
     assert_eq!(
@@ -66,6 +85,8 @@ async fn the_benchmark_runs_every_workload_against_every_target() {
             && markdown.contains("| small GET, 64 connections | nginx |")
             && markdown.contains("req/s kprox / haproxy")
             && markdown.contains("req/s kprox pass-through / haproxy tcp")
+            && markdown.contains("| 1 MiB list, 64 slow readers | kprox |")
+            && markdown.contains("64 slow readers: RSS added kprox / haproxy")
             && markdown.contains("| 1 MiB list, 64 connections | haproxy tcp |"),
         "{markdown}"
     );

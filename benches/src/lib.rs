@@ -6,6 +6,7 @@
 pub mod convergence;
 pub mod load;
 pub mod report;
+pub mod slow_readers;
 pub mod soak;
 pub mod subject;
 pub mod watches;
@@ -20,7 +21,7 @@ use http::Method;
 use kprox_testkit::{FakeApiServer, FakeOptions, KubeconfigBuilder, Resource, fixed};
 
 use crate::load::{RequestSpec, Target};
-pub use crate::report::{Record, Report, StartRecord, WatchRecord};
+pub use crate::report::{Record, Report, SlowReadRecord, StartRecord, WatchRecord};
 use crate::subject::Subject;
 
 /// The token the benchmark's apiserver accepts.
@@ -295,6 +296,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
             }
             for (name, target, subject) in targets {
                 let cpu_before = subject.map(Subject::cpu_seconds).transpose()?;
+                let switches_before = subject.map(Subject::context_switches).transpose()?;
                 let window = load::Window {
                     warmup: options.warmup,
                     measure: options.measure,
@@ -315,11 +317,16 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                     }
                 };
                 let cpu_after = subject.map(Subject::cpu_seconds).transpose()?;
-                let cpu_per_10k = cpu_before.zip(cpu_after).map(|(before, after)| {
-                    // The warm-up's requests used CPU too; scale to the measured share.
-                    let share = sample.seconds / (sample.seconds + options.warmup.as_secs_f64());
-                    (after - before) * share / (sample.requests.max(1) as f64) * 10_000.0
-                });
+                let switches_after = subject.map(Subject::context_switches).transpose()?;
+                // The warm-up's requests used CPU too; scale to the measured share.
+                let share = sample.seconds / (sample.seconds + options.warmup.as_secs_f64());
+                let per_request = |used: f64| used * share / (sample.requests.max(1) as f64);
+                let cpu_per_10k = cpu_before
+                    .zip(cpu_after)
+                    .map(|(before, after)| per_request(after - before) * 10_000.0);
+                let switches_per_request = switches_before
+                    .zip(switches_after)
+                    .map(|(before, after)| per_request(after.saturating_sub(before) as f64));
                 report.records.push(Record {
                     workload: workload.name.to_owned(),
                     subject: name.to_owned(),
@@ -330,8 +337,17 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
                     requests: sample.requests,
                     errors: sample.errors,
                     cpu_seconds_per_10k: cpu_per_10k,
+                    switches_per_request,
                     peak_rss_kib: subject.map(|s| s.memory_kib().map(|m| m.1)).transpose()?,
                 });
+            }
+        }
+        if selected(SLOW_READERS_WORKLOAD) {
+            let mut subjects = vec![&kprox, &kubectl];
+            subjects.extend(nginx.as_ref());
+            subjects.extend(haproxy.as_ref().map(|(http, _)| http));
+            for subject in subjects {
+                report.slow_reads.push(slow_readers(subject, round).await?);
             }
         }
         // Through the proxies only: the figure is the proxy's memory, and 10,000 direct TLS
@@ -346,6 +362,34 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// The slow-reader workload's name, as `--only` matches it.
+pub const SLOW_READERS_WORKLOAD: &str = "1 MiB list, 64 slow readers";
+
+/// How long the slow readers read before the proxy is weighed.
+const SLOW_READ_WINDOW: Duration = Duration::from_secs(3);
+
+/// Weighs the proxy, starts the slow readers, weighs it again mid-response.
+async fn slow_readers(subject: &Subject, round: usize) -> anyhow::Result<SlowReadRecord> {
+    let pace = slow_readers::Pace::DEFAULT;
+    let rss_before_kib = subject.memory_kib()?.0;
+    let readers = slow_readers::start(subject.address, fixed::LARGE_LIST_PATH, pace);
+    tokio::time::sleep(SLOW_READ_WINDOW).await;
+    let rss_kib = subject.memory_kib()?.0;
+    let record = SlowReadRecord {
+        subject: subject.name.to_owned(),
+        round,
+        readers: pace.readers,
+        started: readers.started(),
+        taken_bytes: readers.taken(),
+        rss_before_kib,
+        rss_kib,
+    };
+    drop(readers);
+    // Let the proxy see the readers go before the next one is weighed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(record)
 }
 
 /// The idle-watch workload's name, as `--only` matches it.

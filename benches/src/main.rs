@@ -31,7 +31,8 @@ struct Args {
     /// Idle watches opened at once through each target.
     #[arg(long, default_value_t = 10_000)]
     watches: usize,
-    /// Run only the workloads whose name contains this ("idle watches" for the watches).
+    /// Run only the workloads whose name contains this ("idle watches" for the watches, "slow
+    /// readers" for the slow readers).
     #[arg(long)]
     only: Option<String>,
     /// Environment for kprox, KEY=VALUE; repeat for more (e.g. a runtime sweep).

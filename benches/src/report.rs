@@ -20,6 +20,8 @@ pub struct Record {
     pub errors: u64,
     /// CPU seconds the proxy used per 10,000 requests (none for the direct connection).
     pub cpu_seconds_per_10k: Option<f64>,
+    /// Context switches of the proxy's threads per request (none for the direct connection).
+    pub switches_per_request: Option<f64>,
     /// The proxy's peak RSS (VmHWM) so far in the round, in KiB.
     pub peak_rss_kib: Option<u64>,
 }
@@ -36,6 +38,21 @@ pub struct WatchRecord {
     pub rss_kib: u64,
     /// Seconds from the first watch request to the last watch's response head.
     pub open_seconds: f64,
+}
+
+/// Slow readers of a 1 MiB list through one proxy in one round (`slow_readers.rs`).
+#[derive(Clone, Debug)]
+pub struct SlowReadRecord {
+    pub subject: String,
+    pub round: usize,
+    pub readers: usize,
+    /// Readers whose `200` arrived.
+    pub started: usize,
+    /// Bytes the readers had taken when the proxy was weighed.
+    pub taken_bytes: u64,
+    /// The proxy's RSS before the readers came, and with them mid-response, in KiB.
+    pub rss_before_kib: u64,
+    pub rss_kib: u64,
 }
 
 /// A proxy's start in one round.
@@ -55,6 +72,7 @@ pub struct Report {
     pub seconds_per_run: f64,
     pub records: Vec<Record>,
     pub watches: Vec<WatchRecord>,
+    pub slow_reads: Vec<SlowReadRecord>,
     pub starts: Vec<StartRecord>,
 }
 
@@ -82,6 +100,7 @@ pub struct Summary {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub cpu_seconds_per_10k: f64,
+    pub switches_per_request: f64,
     pub peak_rss_mib: f64,
     pub errors: u64,
 }
@@ -104,6 +123,7 @@ impl Report {
             seconds_per_run: options.measure.as_secs_f64(),
             records: Vec::new(),
             watches: Vec::new(),
+            slow_reads: Vec::new(),
             starts: Vec::new(),
         }
     }
@@ -153,6 +173,7 @@ impl Report {
             p50_ms: of(&|r| r.p50_ms),
             p99_ms: of(&|r| r.p99_ms),
             cpu_seconds_per_10k: of(&|r| r.cpu_seconds_per_10k.unwrap_or(f64::NAN)),
+            switches_per_request: of(&|r| r.switches_per_request.unwrap_or(f64::NAN)),
             peak_rss_mib: of(&|r| r.peak_rss_kib.map_or(f64::NAN, |k| k as f64 / 1024.0)),
             errors: mine.iter().map(|r| r.errors).sum(),
         }
@@ -182,6 +203,42 @@ impl Report {
         (rss, opened, received, open_seconds)
     }
 
+    /// Slow readers through `subject`: (median RSS MiB, median MiB added by the readers,
+    /// fewest readers started, median MiB taken), or `None` when not measured.
+    pub fn slow_read_median(&self, subject: &str) -> Option<(f64, f64, usize, f64)> {
+        let mine: Vec<&SlowReadRecord> = self
+            .slow_reads
+            .iter()
+            .filter(|r| r.subject == subject)
+            .collect();
+        if mine.is_empty() {
+            return None;
+        }
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        Some((
+            median(mine.iter().map(|r| mib(r.rss_kib)).collect()),
+            median(
+                mine.iter()
+                    .map(|r| mib(r.rss_kib) - mib(r.rss_before_kib))
+                    .collect(),
+            ),
+            mine.iter().map(|r| r.started).min().unwrap_or(0),
+            median(
+                mine.iter()
+                    .map(|r| r.taken_bytes as f64 / 1048576.0)
+                    .collect(),
+            ),
+        ))
+    }
+
+    /// The proxies the slow readers went through, in [`SUBJECTS`]' order.
+    fn slow_read_subjects(&self) -> Vec<&'static str> {
+        SUBJECTS
+            .into_iter()
+            .filter(|s| self.slow_reads.iter().any(|r| r.subject == *s))
+            .collect()
+    }
+
     /// Every figure as JSON: the raw records and the medians and ratios.
     pub fn to_json(&self) -> Value {
         let mut summaries = Vec::new();
@@ -193,6 +250,7 @@ impl Report {
                     "requests_per_second": finite(s.requests_per_second),
                     "p50_ms": finite(s.p50_ms), "p99_ms": finite(s.p99_ms),
                     "cpu_seconds_per_10k": finite(s.cpu_seconds_per_10k),
+                    "switches_per_request": finite(s.switches_per_request),
                     "peak_rss_mib": finite(s.peak_rss_mib), "errors": s.errors,
                 }));
             }
@@ -207,6 +265,7 @@ impl Report {
                     "p50_ms": finite(r.p50_ms), "p99_ms": finite(r.p99_ms),
                     "requests": r.requests, "errors": r.errors,
                     "cpu_seconds_per_10k": r.cpu_seconds_per_10k.and_then(finite),
+                    "switches_per_request": r.switches_per_request.and_then(finite),
                     "peak_rss_kib": r.peak_rss_kib,
                 })
             })
@@ -215,6 +274,11 @@ impl Report {
             .watches
             .iter()
             .map(|w| json!({"subject": w.subject, "round": w.round, "watches": w.watches, "received": w.received, "rss_kib": w.rss_kib, "open_seconds": finite(w.open_seconds)}))
+            .collect();
+        let slow_reads: Vec<Value> = self
+            .slow_reads
+            .iter()
+            .map(|r| json!({"subject": r.subject, "round": r.round, "readers": r.readers, "started": r.started, "taken_bytes": r.taken_bytes, "rss_before_kib": r.rss_before_kib, "rss_kib": r.rss_kib}))
             .collect();
         let starts: Vec<Value> = self
             .starts
@@ -228,6 +292,7 @@ impl Report {
             "ratios": self.ratios().into_iter().map(|(what, value)| json!({"ratio": what, "value": finite(value)})).collect::<Vec<_>>(),
             "records": records,
             "watches": watches,
+            "slow_reads": slow_reads,
             "starts": starts,
         })
     }
@@ -276,6 +341,10 @@ impl Report {
                 push("p99 kprox / haproxy", kprox.p99_ms / haproxy.p99_ms);
                 push("CPU per 10k kprox / haproxy", cpu(&kprox) / cpu(&haproxy));
                 push(
+                    "context switches per request kprox / haproxy",
+                    kprox.switches_per_request / haproxy.switches_per_request,
+                );
+                push(
                     "added p50 latency kprox / haproxy",
                     (kprox.p50_ms - direct.p50_ms) / (haproxy.p50_ms - direct.p50_ms),
                 );
@@ -287,6 +356,16 @@ impl Report {
                     "req/s kprox pass-through / haproxy tcp",
                     rps(&of("kprox pass-through")) / rps(&tcp),
                 );
+            }
+        }
+        if let Some((_, kprox_added, _, _)) = self.slow_read_median("kprox") {
+            for peer in ["nginx", "haproxy"] {
+                if let Some((_, added, _, _)) = self.slow_read_median(peer) {
+                    ratios.push((
+                        format!("64 slow readers: RSS added kprox / {peer}"),
+                        kprox_added / added,
+                    ));
+                }
             }
         }
         ratios
@@ -302,24 +381,43 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| workload | target | req/s | p50 ms | p99 ms | CPU s / 10k req | peak RSS MiB | errors |"
+            "| workload | target | req/s | p50 ms | p99 ms | CPU s / 10k req | switches / req | peak RSS MiB | errors |"
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
         for workload in self.workloads() {
             for subject in self.subjects() {
                 let s = self.summary(&workload, subject);
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} |",
+                    "| {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} |",
                     s.workload,
                     s.subject,
                     s.requests_per_second,
                     s.p50_ms,
                     s.p99_ms,
                     dash(s.cpu_seconds_per_10k, 2),
+                    dash(s.switches_per_request, 2),
                     dash(s.peak_rss_mib, 1),
                     s.errors
                 );
+            }
+        }
+        if !self.slow_reads.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n| slow readers | target | readers answered | MiB taken | RSS MiB | RSS added MiB |"
+            );
+            let _ = writeln!(out, "|---|---|---:|---:|---:|---:|");
+            for subject in self.slow_read_subjects() {
+                if let Some((rss, added, started, taken)) = self.slow_read_median(subject) {
+                    let _ = writeln!(
+                        out,
+                        "| 1 MiB list, 64 slow readers | {subject} | {started} | {} | {} | {} |",
+                        dash(taken, 1),
+                        dash(rss, 1),
+                        dash(added, 1)
+                    );
+                }
             }
         }
         if !self.watches.is_empty() {

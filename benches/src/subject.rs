@@ -319,6 +319,12 @@ backend apiserver_tcp
         self.pids().into_iter().map(cpu_seconds).sum()
     }
 
+    /// Context switches (voluntary and not) of every thread of the process (and its workers)
+    /// so far: how often it went to sleep or was pushed off a core.
+    pub fn context_switches(&self) -> anyhow::Result<u64> {
+        self.pids().into_iter().map(context_switches).sum()
+    }
+
     /// Resident memory now and its peak (VmRSS, VmHWM), in KiB; summed over nginx's workers.
     pub fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
         self.pids()
@@ -433,6 +439,26 @@ fn clock_ticks_per_second() -> f64 {
             .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+/// Context switches of every thread of process `pid` so far.
+pub fn context_switches(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread that ended meanwhile has nothing to add.
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter_map(|line| {
+                line.strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            })
+            .filter_map(|count| count.trim().parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(total)
 }
 
 /// (VmRSS, VmHWM) of process `pid` in KiB.
