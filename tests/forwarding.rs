@@ -332,6 +332,31 @@ async fn a_thousand_sequential_gets_cost_a_handful_of_tls_handshakes() {
     assert!(handshakes <= 2, "{handshakes} TLS handshakes for 1000 GETs");
 }
 
+// The first health check goes at once (even with checks a minute apart), so the connection a
+// first request needs is open before it arrives, and that request uses it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_connection_is_opened_at_start_and_serves_the_first_request() {
+    let cluster = Cluster::start().await;
+    let config = cluster.dir.path().join("kprox.toml");
+    std::fs::write(&config, "[upstream]\nhealth_check_interval = \"60s\"\n").expect("write");
+    let kprox = cluster.kprox(&["--config", &config.display().to_string()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cluster.server.requests_to("/readyz").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no health check within 5 s of start, with no request made"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cluster.server.tls_handshakes(), 1, "one connection opened");
+    fetch_ok(&kprox.url("/version"));
+    assert_eq!(
+        cluster.server.tls_handshakes(),
+        1,
+        "the first request used the connection opened at start"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_100_mib_response_streams_with_flat_memory() {
     let cluster = Cluster::start().await;

@@ -30,7 +30,7 @@ pub enum Sent {
 }
 
 /// A failed attempt to reach the apiservers.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct UpstreamError {
     kind: ErrorKind,
     sent: Sent,

@@ -169,8 +169,10 @@ pub(crate) struct EndpointPool {
     spreading: std::sync::atomic::AtomicBool,
     epoch: Instant,
     opened: AtomicU64,
-    /// Failed connection attempts so far; requests that waited for one of them move on.
+    /// Failed connection attempts so far, and the last one's error: requests that waited for
+    /// an attempt that failed move on with its error (a timeout stays a timeout).
     connect_failures: AtomicU64,
+    last_connect_error: std::sync::Mutex<Option<UpstreamError>>,
     /// Bumped when the TLS identity or trust changes: older connections are not reused.
     generation: AtomicU64,
     /// Connections opened for upgrades (not pooled).
@@ -198,6 +200,7 @@ impl EndpointPool {
             epoch: Instant::now(),
             opened: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),
+            last_connect_error: std::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             upgrades: AtomicU64::new(0),
         }
@@ -334,18 +337,29 @@ impl EndpointPool {
         // The attempt we waited for failed: do not queue up another full timeout behind it;
         // the request was not sent and can go to another endpoint now.
         if self.connect_failures.load(Ordering::Acquire) != failures_before {
-            let error = UpstreamError::new(
-                ErrorKind::Connect,
-                Sent::No,
-                "a connection attempt just failed",
-            )
-            .at(self.endpoint.url());
+            let error = self
+                .last_connect_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| {
+                    UpstreamError::new(
+                        ErrorKind::Connect,
+                        Sent::No,
+                        "a connection attempt just failed",
+                    )
+                    .at(self.endpoint.url())
+                });
             return Err((error, Some(request)));
         }
         let generation = self.generation.load(Ordering::Acquire);
         let connection = match connector.connect(&self.endpoint, false).await {
             Ok(connection) => connection,
             Err(error) => {
+                *self
+                    .last_connect_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(error.clone());
                 self.connect_failures.fetch_add(1, Ordering::AcqRel);
                 return Err((error, Some(request)));
             }

@@ -914,10 +914,15 @@ impl Joining {
     }
 }
 
-/// Probes one endpoint's `/readyz` until it leaves the set or the upstream is dropped.
+/// Probes one endpoint's `/readyz` until it leaves the set or the upstream is dropped. The
+/// first probe goes at once: the endpoint's first connection is then open (and its health
+/// known) before a client's first request needs it, instead of that request waiting for the
+/// TCP, TLS and HTTP/2 handshakes.
 async fn check(upstream: Weak<Upstream>, endpoint: Weak<EndpointState>, settings: HealthSettings) {
+    let mut wait = Duration::ZERO;
     loop {
-        tokio::time::sleep(jittered(settings.interval)).await;
+        tokio::time::sleep(wait).await;
+        wait = jittered(settings.interval);
         let (Some(upstream), Some(endpoint)) = (upstream.upgrade(), endpoint.upgrade()) else {
             return;
         };
