@@ -86,7 +86,7 @@ async fn the_benchmark_runs_every_workload_against_every_target() {
             && markdown.contains("req/s kprox / haproxy")
             && markdown.contains("req/s kprox pass-through / haproxy tcp")
             && markdown.contains("| 1 MiB list, 64 slow readers | kprox |")
-            && markdown.contains("64 slow readers: RSS added kprox / haproxy")
+            && markdown.contains("64 slow readers: RSS kprox / haproxy")
             && markdown.contains("| 1 MiB list, 64 connections | haproxy tcp |"),
         "{markdown}"
     );
