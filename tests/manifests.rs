@@ -173,6 +173,19 @@ fn the_release_build_the_dockerfile_runs_works_outside_docker() {
         String::from_utf8_lossy(&out.stderr)
     );
     let binary = root.join(String::from_utf8_lossy(&out.stdout).trim());
+    // Profile-guided: the training run served its traffic, and what ships is the optimised
+    // build, not the instrumented one (which would write profiles wherever it runs).
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.lines().any(|l| l.starts_with("kprox-pgo-train: ")
+            && l.contains(" requests answered, 200 watches received their event")),
+        "no training run in the build's output: {said}"
+    );
+    let bytes = std::fs::read(&binary).expect("read the release binary");
+    assert!(
+        !bytes.windows(15).any(|w| w == b"__llvm_prf_cnts"),
+        "the release binary is the instrumented one"
+    );
     let version = Command::new(&binary)
         .arg("--version")
         .output()

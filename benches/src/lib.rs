@@ -5,6 +5,7 @@
 
 pub mod convergence;
 pub mod load;
+pub mod pgo_train;
 pub mod report;
 pub mod slow_readers;
 pub mod soak;
@@ -25,7 +26,7 @@ pub use crate::report::{Record, Report, SlowReadRecord, StartRecord, WatchRecord
 use crate::subject::Subject;
 
 /// The token the benchmark's apiserver accepts.
-const TOKEN: &str = "bench-token-5c1e";
+pub(crate) const TOKEN: &str = "bench-token-5c1e";
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -163,12 +164,15 @@ pub fn workloads() -> Vec<Workload> {
     ]
 }
 
-/// Runs the whole benchmark.
-pub async fn run(options: &Options) -> anyhow::Result<Report> {
+/// The apiserver proxies are measured against (fixed bodies, one token), and a kubeconfig for
+/// it in a directory that lasts as long as the returned `TempDir`.
+pub(crate) async fn apiserver_and_kubeconfig(
+    name: &str,
+) -> anyhow::Result<(FakeApiServer, tempfile::TempDir, PathBuf)> {
     let server = FakeApiServer::start(FakeOptions {
         tokens: vec![TOKEN.to_owned()],
         fixed_bodies: true,
-        name: "bench-apiserver".to_owned(),
+        name: name.to_owned(),
         ..FakeOptions::default()
     })
     .await?;
@@ -180,6 +184,12 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         .context("bench", "bench", "bench")
         .current("bench")
         .write(&kubeconfig)?;
+    Ok((server, dir, kubeconfig))
+}
+
+/// Runs the whole benchmark.
+pub async fn run(options: &Options) -> anyhow::Result<Report> {
+    let (server, _dir, kubeconfig) = apiserver_and_kubeconfig("bench-apiserver").await?;
     let direct = Target::Tls {
         addr: server.addr(),
         config: Arc::new(tls_config(&server)?),
@@ -425,7 +435,7 @@ async fn idle_watches(
 }
 
 /// A TLS client configuration trusting the fake apiserver's CA, speaking HTTP/1.1.
-fn tls_config(server: &FakeApiServer) -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn tls_config(server: &FakeApiServer) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(server.pki().ca_der())?;
     let mut config = rustls::ClientConfig::builder()

@@ -298,6 +298,24 @@ backend apiserver_tcp
         self.child.id()
     }
 
+    /// Stops the process with SIGTERM, as systemd or the kubelet would, and waits up to
+    /// `grace` for it to exit; its exit status. A PGO-instrumented kprox writes its profile
+    /// as it exits, so it must not be killed.
+    pub fn terminate(mut self, grace: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.pid().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + grace;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!("{} did not exit within {grace:?} of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process and, for nginx, its workers.
     fn pids(&self) -> Vec<u32> {
         let mut pids = vec![self.pid()];
